@@ -1,0 +1,211 @@
+// Package config is edge's YAML configuration as plain data: the schema,
+// its defaults, Load (file:line:col for every problem, unknown keys
+// rejected, ${VAR} expansion, *_file secrets) and Validate.
+//
+// Only cmd/edge imports this package; it translates a *Config into the
+// typed options of proxy, tlsmgr, challenge and admin. Nothing here is
+// used on the request path.
+package config
+
+import "time"
+
+// Config is the whole file. The zero value is not valid; use Load, which
+// applies defaults and validates.
+type Config struct {
+	Listen         Listen          `yaml:"listen"`
+	Admin          Admin           `yaml:"admin"`
+	ACME           ACME            `yaml:"acme"`
+	OnDemand       *OnDemand       `yaml:"on_demand"`
+	Storage        Storage         `yaml:"storage"`
+	Cluster        Cluster         `yaml:"cluster"`
+	TrustedProxies []string        `yaml:"trusted_proxies"`
+	Limits         Limits          `yaml:"limits"`
+	Sites          []Site          `yaml:"sites"`
+	Pools          map[string]Pool `yaml:"pools"`
+	Exports        []Export        `yaml:"exports"`
+	Log            Log             `yaml:"log"`
+
+	// File is the path the config was loaded from ("" when parsed from bytes).
+	File string `yaml:"-"`
+}
+
+// Listen holds the public listeners. Defaults: http ":80", https ":443".
+type Listen struct {
+	HTTP  string `yaml:"http"`
+	HTTPS string `yaml:"https"`
+}
+
+// Admin is the admin listener (/metrics, /healthz, /readyz, /api/).
+// Default listen: "127.0.0.1:9180". A token is required off loopback.
+type Admin struct {
+	Listen    string `yaml:"listen"`
+	Token     string `yaml:"token"` // filled from token_file
+	TokenFile string `yaml:"token_file"`
+}
+
+// ACME configures the certificate issuer.
+type ACME struct {
+	Email string `yaml:"email"`
+	// CA is letsencrypt | letsencrypt-staging | zerossl | a directory URL.
+	// Default letsencrypt. After Load, CADirectory holds the resolved URL.
+	CA           string   `yaml:"ca"`
+	CADirectory  string   `yaml:"-"`
+	CARootFile   string   `yaml:"ca_root_file"`
+	EAB          EAB      `yaml:"eab"`
+	Challenges   []string `yaml:"challenges"` // http-01, tls-alpn-01; default both
+	DNSResolvers []string `yaml:"dns_resolvers"`
+	// DNSPropagationTimeout and DNSPropagationInterval tune certmagic's
+	// propagation check (defaults 2m and 2s).
+	DNSPropagationTimeout  time.Duration          `yaml:"dns_propagation_timeout"`
+	DNSPropagationInterval time.Duration          `yaml:"dns_propagation_interval"`
+	DNS                    map[string]DNSProvider `yaml:"dns"`
+	// RenewalWindowRatio is the fraction of a certificate's lifetime left
+	// when renewal starts (certmagic's default 1/3 when 0).
+	RenewalWindowRatio float64 `yaml:"renewal_window_ratio"`
+}
+
+// EAB is external account binding (ZeroSSL and others).
+type EAB struct {
+	KeyID       string `yaml:"key_id"`
+	HMACKey     string `yaml:"hmac_key"`
+	HMACKeyFile string `yaml:"hmac_key_file"`
+}
+
+// DNSProvider is one named DNS-01 provider. Provider is cloudflare or rfc2136.
+type DNSProvider struct {
+	Provider string `yaml:"provider"`
+	// cloudflare
+	APIToken      string `yaml:"api_token"`
+	APITokenFile  string `yaml:"api_token_file"`
+	ZoneToken     string `yaml:"zone_token"`
+	ZoneTokenFile string `yaml:"zone_token_file"`
+	// rfc2136
+	Server  string `yaml:"server"`
+	KeyName string `yaml:"key_name"`
+	KeyAlg  string `yaml:"key_alg"`
+	Key     string `yaml:"key"`
+	KeyFile string `yaml:"key_file"`
+}
+
+// OnDemand enables on-demand TLS for names not listed in sites.
+type OnDemand struct {
+	Ask   string   `yaml:"ask"`
+	Rate  string   `yaml:"rate"`
+	Allow []string `yaml:"allow"`
+}
+
+// Storage is where certificates, the ACME account and challenge tokens live.
+// Type file (default, Path default /var/lib/edge) or redis.
+type Storage struct {
+	Type         string `yaml:"type"`
+	Path         string `yaml:"path"`
+	Address      string `yaml:"address"`
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+	TLS          bool   `yaml:"tls"`
+	Prefix       string `yaml:"prefix"`
+	DB           int    `yaml:"db"`
+}
+
+// Cluster lists peers asked for HTTP-01 tokens this instance does not know.
+type Cluster struct {
+	Peers      []string `yaml:"peers"`
+	Secret     string   `yaml:"secret"`
+	SecretFile string   `yaml:"secret_file"`
+}
+
+// Limits are server-side limits on the public listeners.
+type Limits struct {
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"` // default 10s
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`        // default 120s
+	MaxHeaderBytes    int           `yaml:"max_header_bytes"`    // default 65536
+	MaxConnsPerIP     int           `yaml:"max_conns_per_ip"`    // 0: unlimited
+}
+
+// Site is a set of host names served by the same routes.
+type Site struct {
+	Hosts []string `yaml:"hosts"`
+	// RedirectHTTP defaults to true (nil means default).
+	RedirectHTTP *bool    `yaml:"redirect_http"`
+	HSTS         int      `yaml:"hsts"` // max-age seconds; 0 = no header
+	Exports      []string `yaml:"exports"`
+	Routes       []Route  `yaml:"routes"`
+	DNS          string   `yaml:"dns"`
+	Delegate     string   `yaml:"delegate"`
+}
+
+// Redirect reports whether plain HTTP is redirected to HTTPS.
+func (s Site) Redirect() bool { return s.RedirectHTTP == nil || *s.RedirectHTTP }
+
+// Route maps a path prefix to a pool.
+type Route struct {
+	Path string `yaml:"path"`
+	Pool string `yaml:"pool"`
+	// MaxBody is a size such as "10MB"; MaxBodyBytes is the parsed value (0 = unlimited).
+	MaxBody      string `yaml:"max_body"`
+	MaxBodyBytes int64  `yaml:"-"`
+}
+
+// Pool is a group of backends.
+type Pool struct {
+	Policy   string   `yaml:"policy"` // round_robin (default) | least_conn | random | ip_hash | cookie | first
+	Backends []string `yaml:"backends"`
+	Health   *Health  `yaml:"health"`
+	Passive  Passive  `yaml:"passive"`
+	Retries  int      `yaml:"retries"`
+	Timeouts Timeouts `yaml:"timeouts"`
+}
+
+// Health is the active health check; nil disables it.
+type Health struct {
+	Path     string        `yaml:"path"`     // default /
+	Interval time.Duration `yaml:"interval"` // default 5s
+	Timeout  time.Duration `yaml:"timeout"`  // default 2s
+	Expect   int           `yaml:"expect"`   // default 200
+	Fails    int           `yaml:"fails"`    // default 2
+	Passes   int           `yaml:"passes"`   // default 2
+}
+
+// Passive ejects a backend after Fails failures within Window for Cooldown.
+// Defaults: fails 3, window 10s, cooldown 30s.
+type Passive struct {
+	Fails    int           `yaml:"fails"`
+	Window   time.Duration `yaml:"window"`
+	Cooldown time.Duration `yaml:"cooldown"`
+}
+
+// Timeouts for talking to backends. Defaults: connect 3s, response_header 30s, idle 90s.
+type Timeouts struct {
+	Connect        time.Duration `yaml:"connect"`
+	ResponseHeader time.Duration `yaml:"response_header"`
+	Idle           time.Duration `yaml:"idle"`
+}
+
+// Export is one destination for new certificates.
+type Export struct {
+	Name             string        `yaml:"name"`
+	Type             string        `yaml:"type"` // pem_dir | pfx_dir | sftp | exec | azure_keyvault
+	Path             string        `yaml:"path"`
+	Password         string        `yaml:"password"`
+	PasswordFile     string        `yaml:"password_file"`
+	Encryption       string        `yaml:"encryption"`
+	Hosts            []string      `yaml:"hosts"`
+	User             string        `yaml:"user"`
+	KeyFile          string        `yaml:"key_file"`
+	KnownHosts       string        `yaml:"known_hosts"`
+	Then             string        `yaml:"then"`
+	Command          []string      `yaml:"command"`
+	Timeout          time.Duration `yaml:"timeout"`
+	Vault            string        `yaml:"vault"`
+	TenantID         string        `yaml:"tenant_id"`
+	ClientID         string        `yaml:"client_id"`
+	ClientSecret     string        `yaml:"client_secret"`
+	ClientSecretFile string        `yaml:"client_secret_file"`
+}
+
+// Log configures logging. Defaults: level info, format json, access true.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"` // json | text
+	Access *bool  `yaml:"access"`
+}

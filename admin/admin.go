@@ -1,0 +1,116 @@
+// Package admin serves edge's admin listener: /metrics, /healthz, /readyz
+// and the JSON API under /api/. It knows nothing of certmagic or the proxy:
+// cmd/edge plugs in the functions that answer.
+package admin
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Options configure New. Every field may be nil/empty.
+type Options struct {
+	// Gatherer is what /metrics exposes.
+	Gatherer prometheus.Gatherer
+	// Ready reports readiness for /readyz and what is missing.
+	Ready func() (bool, []string)
+	// API maps a path under /api/ ("certificates") to a function whose
+	// result is written as JSON. An error with StatusError sets the code.
+	API map[string]func(*http.Request) (any, error)
+	// Token, when set, is required as "Authorization: Bearer TOKEN" on
+	// everything but /healthz and /readyz.
+	Token  string
+	Logger *slog.Logger
+}
+
+// StatusError is an error carrying the HTTP status to answer with.
+type StatusError struct {
+	Code int
+	Err  error
+}
+
+func (e *StatusError) Error() string { return e.Err.Error() }
+func (e *StatusError) Unwrap() error { return e.Err }
+
+// New returns the admin handler.
+func New(opts Options) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ready, missing := true, []string(nil)
+		if opts.Ready != nil {
+			ready, missing = opts.Ready()
+		}
+		code := http.StatusOK
+		if !ready {
+			code = http.StatusServiceUnavailable
+		}
+		writeJSON(w, code, map[string]any{"ready": ready, "missing": missing})
+	})
+	if opts.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+	}
+	for name, fn := range opts.API {
+		mux.HandleFunc("/api/"+name, func(w http.ResponseWriter, r *http.Request) {
+			v, err := fn(r)
+			if err != nil {
+				code := http.StatusInternalServerError
+				var se *StatusError
+				if errors.As(err, &se) {
+					code = se.Code
+				}
+				writeJSON(w, code, map[string]string{"error": err.Error()})
+				return
+			}
+			writeJSON(w, http.StatusOK, v)
+		})
+	}
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		paths := []string{"/metrics", "/healthz", "/readyz"}
+		for name := range opts.API {
+			paths = append(paths, "/api/"+name)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"service": "edge", "endpoints": paths})
+	})
+	if opts.Token == "" {
+		return mux
+	}
+	want := []byte("Bearer " + opts.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" &&
+			subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="edge"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// IsLoopback reports whether a listen address binds only loopback.
+func IsLoopback(addr string) bool {
+	host := addr
+	if i := strings.LastIndex(addr, ":"); i >= 0 {
+		host = addr[:i]
+	}
+	host = strings.Trim(host, "[]")
+	return host == "localhost" || strings.HasPrefix(host, "127.") || host == "::1"
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/farmedge/edge/config"
+)
+
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: edge %s: %v", errUsage, fs.Name(), err)
+	}
+	return nil
+}
+
+func cmdValidate(args []string, stdout io.Writer) error {
+	fs := newFlagSet("validate")
+	path := fs.String("config", defaultConfigPath(), "config file")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: ok: %s\n", *path, cfg.Summary())
+	return nil
+}
+
+// adminClient talks to a running edge's admin API.
+type adminClient struct {
+	base  string
+	token string
+	hc    *http.Client
+}
+
+func newAdminClient(fs *flag.FlagSet) (func() *adminClient, *string) {
+	addr := fs.String("admin", envOr("EDGE_ADMIN", "http://127.0.0.1:9180"), "admin API base URL")
+	tokenFile := fs.String("token-file", os.Getenv("EDGE_ADMIN_TOKEN_FILE"), "file with the admin bearer token")
+	return func() *adminClient {
+		c := &adminClient{base: strings.TrimRight(*addr, "/"), hc: &http.Client{Timeout: 30 * time.Second}}
+		if *tokenFile != "" {
+			if b, err := os.ReadFile(*tokenFile); err == nil {
+				c.token = strings.TrimSpace(string(b))
+			}
+		}
+		return c
+	}, addr
+}
+
+func (c *adminClient) do(ctx context.Context, method, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
+	if err != nil {
+		return err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("asking edge's admin API: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, e.Error)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+type certRow struct {
+	Name      string    `json:"name"`
+	Names     []string  `json:"names"`
+	Issuer    string    `json:"issuer"`
+	NotAfter  time.Time `json:"not_after"`
+	RenewalAt time.Time `json:"renewal_at"`
+	State     string    `json:"state"`
+	LastError string    `json:"last_error"`
+}
+
+func cmdCerts(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlagSet("certs")
+	client, _ := newAdminClient(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := client().do(ctx, http.MethodGet, "/api/certificates", &raw); err != nil {
+		return err
+	}
+	if *asJSON {
+		_, err := fmt.Fprintf(stdout, "%s\n", raw)
+		return err
+	}
+	var rows []certRow
+	if err := json.Unmarshal(raw, &rows); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tISSUER\tNOT AFTER\tRENEWAL AT\tSTATE\tLAST ERROR")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, dash(r.Issuer), when(r.NotAfter), when(r.RenewalAt), r.State, dash(r.LastError))
+	}
+	return tw.Flush()
+}
+
+func cmdRenew(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlagSet("renew")
+	client, _ := newAdminClient(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: edge renew [-admin URL] NAME", errUsage)
+	}
+	name := fs.Arg(0)
+	var out map[string]any
+	if err := client().do(ctx, http.MethodPost, "/api/renew?name="+url.QueryEscape(name), &out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "renewal of %s started\n", name)
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func when(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}

@@ -1,0 +1,341 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
+
+	"github.com/farmedge/edge/admin"
+	"github.com/farmedge/edge/challenge"
+	"github.com/farmedge/edge/config"
+	"github.com/farmedge/edge/proxy"
+	"github.com/farmedge/edge/tlsmgr"
+)
+
+// drainTimeout bounds how long SIGTERM waits for in-flight requests.
+const drainTimeout = 30 * time.Second
+
+// server is one running edge: process-wide parts (metrics, the certificate
+// manager, listeners) and the current generation built from the config.
+type server struct {
+	path   string
+	logger *zap.Logger
+	slog   *slog.Logger
+
+	reg      *prometheus.Registry
+	pmetrics *proxy.Metrics
+	cmetrics *challenge.Metrics
+	tm       *tlsmgr.Manager
+
+	reloadOK prometheus.Gauge
+	reloadTS prometheus.Gauge
+
+	mu  sync.Mutex // serialises reloads
+	gen atomic.Pointer[generation]
+}
+
+// generation is what one config builds; requests use the one current when
+// they arrive and finish on it.
+type generation struct {
+	cfg    *config.Config
+	proxy  *proxy.Handler
+	cancel context.CancelFunc
+}
+
+func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlagSet("run")
+	path := fs.String("config", defaultConfigPath(), "config file")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	logger, err := buildLogger(cfg.Log)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = logger.Sync() }()
+	s, err := newServer(*path, logger)
+	if err != nil {
+		return err
+	}
+	if err := s.apply(ctx, cfg); err != nil {
+		return err
+	}
+	defer s.tm.Stop()
+	return s.serve(ctx, cfg)
+}
+
+func newServer(path string, logger *zap.Logger) (*server, error) {
+	s := &server{
+		path:   path,
+		logger: logger,
+		slog:   slog.New(zapslog.NewHandler(logger.Core(), zapslog.WithName("proxy"))),
+		reg:    prometheus.NewRegistry(),
+	}
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var err error
+	if s.pmetrics, err = proxy.NewMetrics(s.reg); err != nil {
+		return nil, err
+	}
+	if s.cmetrics, err = challenge.NewMetrics(s.reg); err != nil {
+		return nil, err
+	}
+	tmetrics, err := tlsmgr.NewMetrics(s.reg)
+	if err != nil {
+		return nil, err
+	}
+	s.tm = tlsmgr.New(logger.Named("tls"), tmetrics)
+	s.reg.MustRegister(s.tm)
+	s.reloadOK = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "edge_config_last_reload_successful",
+		Help: "1 if the last config load or reload succeeded, else 0.",
+	})
+	s.reloadTS = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "edge_config_last_reload_success_timestamp_seconds",
+		Help: "When the config was last loaded successfully.",
+	})
+	s.reg.MustRegister(s.reloadOK, s.reloadTS)
+	return s, nil
+}
+
+// apply builds a generation from cfg and swaps it in; on error the running
+// generation keeps serving untouched.
+func (s *server) apply(ctx context.Context, cfg *config.Config) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pc, err := buildProxy(cfg)
+	if err != nil {
+		return err
+	}
+	pc.Metrics = s.pmetrics
+	pc.Logger = s.slog
+	pc.AccessLog = cfg.Log.Access == nil || *cfg.Log.Access
+	storage, err := buildStorage(cfg.Storage)
+	if err != nil {
+		return err
+	}
+	topts, err := buildTLS(cfg, storage)
+	if err != nil {
+		return err
+	}
+	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	ph, err := proxy.New(gctx, pc)
+	if err != nil {
+		cancel()
+		return err
+	}
+	// Names are managed for the life of the process, not of a request.
+	if err := s.tm.Apply(context.WithoutCancel(ctx), topts); err != nil {
+		ph.Close()
+		cancel()
+		return err
+	}
+	old := s.gen.Swap(&generation{cfg: cfg, proxy: ph, cancel: cancel})
+	if old != nil {
+		old.cancel()
+		old.proxy.Close()
+	}
+	s.reloadOK.Set(1)
+	s.reloadTS.SetToCurrentTime()
+	s.logger.Info("config applied", zap.String("config", s.path), zap.String("summary", cfg.Summary()))
+	return nil
+}
+
+// reload re-reads the config file; a bad file is logged and leaves the
+// running config serving.
+func (s *server) reload(ctx context.Context, why string) {
+	cfg, err := config.Load(s.path)
+	if err == nil {
+		old := s.gen.Load().cfg
+		if cfg.Listen != old.Listen || cfg.Admin.Listen != old.Admin.Listen {
+			s.logger.Warn("listen addresses changed: restart edge to apply them", zap.String("config", s.path))
+		}
+		err = s.apply(ctx, cfg)
+	}
+	if err != nil {
+		s.reloadOK.Set(0)
+		s.logger.Error("reload failed; keeping the running config", zap.String("config", s.path), zap.String("trigger", why), zap.Error(err))
+		return
+	}
+	s.logger.Info("reloaded", zap.String("trigger", why))
+}
+
+func (s *server) serve(ctx context.Context, cfg *config.Config) error {
+	log := s.logger
+	errLog := zap.NewStdLog(log.Named("http").WithOptions(zap.IncreaseLevel(zap.WarnLevel)))
+	lim := cfg.Limits
+
+	httpsHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.gen.Load().proxy.ServeHTTP(w, r)
+	})
+	plain := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.gen.Load().proxy.HTTPHandler().ServeHTTP(w, r)
+	})
+	httpHandler := challenge.NewHTTPHandler(challenge.HTTPOptions{
+		Solver:  s.tm,
+		Metrics: s.cmetrics,
+		Logger:  s.slog.With("component", "challenge"),
+	}, plain)
+
+	newServer := func(h http.Handler) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: lim.ReadHeaderTimeout,
+			IdleTimeout:       lim.IdleTimeout,
+			MaxHeaderBytes:    lim.MaxHeaderBytes,
+			ErrorLog:          errLog,
+		}
+	}
+	httpSrv := newServer(httpHandler)
+	httpsSrv := newServer(httpsHandler)
+	httpsSrv.TLSConfig = s.tm.TLSConfig()
+	adminSrv := newServer(admin.New(admin.Options{
+		Gatherer: s.reg,
+		Ready:    s.tm.Ready,
+		Token:    cfg.Admin.Token,
+		API: map[string]func(*http.Request) (any, error){
+			"certificates": func(*http.Request) (any, error) { return s.tm.Certificates(), nil },
+			"pools":        func(*http.Request) (any, error) { return s.gen.Load().proxy.Status(), nil },
+			"renew":        s.apiRenew,
+		},
+	}))
+
+	type listener struct {
+		name string
+		addr string
+		srv  *http.Server
+		tls  bool
+	}
+	lns := []listener{
+		{"http", cfg.Listen.HTTP, httpSrv, false},
+		{"https", cfg.Listen.HTTPS, httpsSrv, true},
+		{"admin", cfg.Admin.Listen, adminSrv, false},
+	}
+	errc := make(chan error, len(lns))
+	var opened []net.Listener
+	for _, l := range lns {
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			for _, o := range opened {
+				o.Close()
+			}
+			return fmt.Errorf("listening for %s on %s: %w", l.name, l.addr, err)
+		}
+		opened = append(opened, ln)
+		log.Info("listening", zap.String("listener", l.name), zap.String("addr", ln.Addr().String()))
+		go func() {
+			var err error
+			if l.tls {
+				err = l.srv.ServeTLS(ln, "", "")
+			} else {
+				err = l.srv.Serve(ln)
+			}
+			if !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s listener: %w", l.name, err)
+				return
+			}
+			errc <- nil
+		}()
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	watch := newFileWatcher(s.path)
+	ticker := time.NewTicker(2 * time.Second)
+	defer ticker.Stop()
+
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("stopping: draining in-flight requests", zap.Duration("timeout", drainTimeout))
+			break loop
+		case <-hup:
+			s.reload(ctx, "SIGHUP")
+		case <-ticker.C:
+			if watch.changed() {
+				s.reload(ctx, "file changed")
+			}
+		case err := <-errc:
+			if err != nil {
+				runErr = err
+				break loop
+			}
+		}
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, l := range lns {
+		wg.Go(func() {
+			if err := l.srv.Shutdown(shutCtx); err != nil {
+				log.Warn("shutdown", zap.String("listener", l.name), zap.Error(err))
+			}
+		})
+	}
+	wg.Wait()
+	if g := s.gen.Load(); g != nil {
+		g.cancel()
+		g.proxy.Close()
+	}
+	log.Info("stopped")
+	return runErr
+}
+
+func (s *server) apiRenew(r *http.Request) (any, error) {
+	if r.Method != http.MethodPost {
+		return nil, &admin.StatusError{Code: http.StatusMethodNotAllowed, Err: errors.New("use POST")}
+	}
+	name := r.URL.Query().Get("name")
+	if err := s.tm.Renew(context.WithoutCancel(r.Context()), name); err != nil {
+		code := http.StatusInternalServerError
+		if errors.Is(err, tlsmgr.ErrNotManaged) {
+			code = http.StatusNotFound
+		}
+		return nil, &admin.StatusError{Code: code, Err: err}
+	}
+	return map[string]string{"renewing": name}, nil
+}
+
+// fileWatcher notices a change of a file's size or modification time.
+type fileWatcher struct {
+	path string
+	last os.FileInfo
+}
+
+func newFileWatcher(path string) *fileWatcher {
+	fi, _ := os.Stat(path)
+	return &fileWatcher{path: path, last: fi}
+}
+
+func (w *fileWatcher) changed() bool {
+	fi, err := os.Stat(w.path)
+	if err != nil {
+		return false
+	}
+	if w.last != nil && fi.ModTime().Equal(w.last.ModTime()) && fi.Size() == w.last.Size() {
+		return false
+	}
+	w.last = fi
+	return true
+}

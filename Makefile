@@ -1,0 +1,25 @@
+# edge: `make demo` runs the main job on this machine; `make test` runs the
+# whole suite (installing what is missing first). Quiet unless something fails.
+GO ?= go
+
+.PHONY: all deps build demo test vet clean
+all: build
+
+deps:
+	@scripts/install-deps
+
+build:
+	@$(GO) build -o bin/edge ./cmd/edge
+
+demo: deps build
+	@EDGE_BIN=$(CURDIR)/bin/edge $(GO) run ./internal/demo
+
+vet:
+	@$(GO) vet ./...
+
+test: deps vet
+	@$(GO) test -race ./proxy/... ./tlsmgr/...
+	@$(GO) test -count=1 -timeout 12m ./...
+
+clean:
+	@rm -f bin/edge

@@ -1,0 +1,78 @@
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// HAProxyOptions configures StartHAProxy.
+type HAProxyOptions struct {
+	// Port is the frontend port on 127.0.0.1. 0 picks a free one.
+	Port int
+	// Backends are "host:port" servers, used in this order.
+	Backends []string
+	// Mode is "tcp" (default) or "http".
+	Mode string
+	// Balance is the algorithm; default "roundrobin".
+	Balance string
+}
+
+// HAProxy is a running HAProxy in the foreground.
+type HAProxy struct {
+	*Process
+	// Addr is the frontend, "127.0.0.1:port".
+	Addr string
+	Port int
+}
+
+// StartHAProxy writes a config with one frontend and one backend of opts'
+// servers (no health checks, so a server is used whether or not it is up)
+// and starts haproxy in the foreground.
+func StartHAProxy(tb TB, opts HAProxyOptions) *HAProxy {
+	tb.Helper()
+	bin := RequireTool(tb, "haproxy")
+	if opts.Port == 0 {
+		opts.Port = FreePort(tb)
+	}
+	if opts.Mode == "" {
+		opts.Mode = "tcp"
+	}
+	if opts.Balance == "" {
+		opts.Balance = "roundrobin"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `global
+    maxconn 512
+
+defaults
+    mode %s
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    retries 0
+
+frontend fe
+    bind %s
+    default_backend be
+
+backend be
+    balance %s
+`, opts.Mode, Addr(opts.Port), opts.Balance)
+	for i, s := range opts.Backends {
+		fmt.Fprintf(&b, "    server s%d %s\n", i, s)
+	}
+	dir := tb.TempDir()
+	cfg := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(cfg, []byte(b.String()), 0o644); err != nil {
+		tb.Fatalf("writing haproxy config: %v", err)
+	}
+	p := Start(tb, Cmd{Name: "haproxy", Path: bin, Args: []string{"-db", "-f", cfg}, Dir: dir})
+	addr := Addr(opts.Port)
+	if err := waitTCPOrExit(p, addr, 15*time.Second); err != nil {
+		tb.Fatalf("haproxy: %v\n%s", err, p.Tail(20))
+	}
+	return &HAProxy{Process: p, Addr: addr, Port: opts.Port}
+}

@@ -1,0 +1,193 @@
+// Package testenv starts the real programs edge is tested against (Pebble,
+// pebble-challtestsrv, HAProxy, the edge binary itself) and small in-process
+// backends, each on a free loopback port, with its output in a log file that
+// is printed when the test fails.
+//
+// It is used by the e2e tests and by the demo (internal/demo), so it does not
+// depend on package testing: everything takes a TB, which *testing.T
+// satisfies. Every process a helper starts is stopped in TB.Cleanup.
+package testenv
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// TB is the part of testing.TB the helpers need. *testing.T and *testing.B
+// satisfy it; the demo has its own implementation.
+//
+// Two optional methods are used when present: Skipf (RequireTool skips
+// rather than fails outside CI) and Failed (process logs are printed in
+// Cleanup only when the test failed).
+type TB interface {
+	Helper()
+	Logf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+	TempDir() string
+}
+
+type skipper interface{ Skipf(format string, args ...any) }
+
+type failer interface{ Failed() bool }
+
+// failed reports whether tb has failed; a TB without Failed counts as failed,
+// so its logs are always printed.
+func failed(tb TB) bool {
+	if f, ok := tb.(failer); ok {
+		return f.Failed()
+	}
+	return true
+}
+
+// RepoRoot is the directory holding edge's go.mod. It is found from this
+// source file's location, falling back to the working directory and its
+// parents.
+func RepoRoot() (string, error) {
+	if _, file, _, ok := runtime.Caller(0); ok {
+		dir := filepath.Join(filepath.Dir(file), "..", "..")
+		if isRepoRoot(dir) {
+			return filepath.Clean(dir), nil
+		}
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("finding repository root: %w", err)
+	}
+	for {
+		if isRepoRoot(dir) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("finding repository root: no go.mod with edge's module above the working directory")
+		}
+		dir = parent
+	}
+}
+
+func isRepoRoot(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "module" {
+			return f[1] == "github.com/farmedge/edge"
+		}
+	}
+	return false
+}
+
+func mustRepoRoot(tb TB) string {
+	tb.Helper()
+	root, err := RepoRoot()
+	if err != nil {
+		tb.Fatalf("%v", err)
+	}
+	return root
+}
+
+// TestdataPath is the path of a file in internal/testenv/testdata
+// (Pebble's minica root and its localhost certificate and key).
+func TestdataPath(tb TB, name string) string {
+	tb.Helper()
+	p := filepath.Join(mustRepoRoot(tb), "internal", "testenv", "testdata", name)
+	if _, err := os.Stat(p); err != nil {
+		tb.Fatalf("testdata: %v", err)
+	}
+	return p
+}
+
+// FindTool returns the path of a program: the repository's bin/ first (where
+// `make deps` installs Pebble), then /usr/sbin and /usr/local/sbin (HAProxy,
+// named, sshd live there and are often not on a user's PATH), then PATH.
+func FindTool(name string) (string, error) {
+	if root, err := RepoRoot(); err == nil {
+		p := filepath.Join(root, "bin", name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, dir := range []string{"/usr/sbin", "/usr/local/sbin", "/sbin"} {
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found in ./bin, PATH or /usr/sbin (run `make deps`)", name)
+}
+
+// RequireTool returns the path of a program, or stops the test: it fails
+// when the environment variable CI is set (in CI a missing tool is an
+// error) and skips otherwise.
+func RequireTool(tb TB, name string) string {
+	tb.Helper()
+	p, err := FindTool(name)
+	if err == nil {
+		return p
+	}
+	if s, ok := tb.(skipper); ok && os.Getenv("CI") == "" {
+		s.Skipf("%v", err)
+	}
+	tb.Fatalf("%v", err)
+	return ""
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(tb TB) int {
+	tb.Helper()
+	return FreePorts(tb, 1)[0]
+}
+
+// FreePorts returns n distinct TCP ports on 127.0.0.1. All n listeners are
+// held open until every port is chosen, so the ports differ from each other.
+func FreePorts(tb TB, n int) []int {
+	tb.Helper()
+	ports := make([]int, 0, n)
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatalf("finding a free port: %v", err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
+}
+
+// Addr is "127.0.0.1:port".
+func Addr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// WaitTCP waits until something accepts TCP connections on addr.
+func WaitTCP(addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("waiting for %s to accept connections: %w", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -90,8 +90,11 @@ type DNSProvider struct {
 // OnDemand enables on-demand TLS for names not listed in sites.
 type OnDemand struct {
 	Ask   string   `yaml:"ask"`
-	Rate  string   `yaml:"rate"`
+	Rate  string   `yaml:"rate"` // "10/m": at most 10 new certificates a minute
 	Allow []string `yaml:"allow"`
+	// RateEvents per RateInterval is Rate parsed by Load (both 0: no limit).
+	RateEvents   int           `yaml:"-"`
+	RateInterval time.Duration `yaml:"-"`
 }
 
 // Storage is where certificates, the ACME account and challenge tokens live.

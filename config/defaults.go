@@ -1,0 +1,162 @@
+package config
+
+import (
+	"strings"
+	"time"
+)
+
+// Well-known ACME directory URLs for the names acme.ca accepts.
+const (
+	LetsEncryptDirectory        = "https://acme-v02.api.letsencrypt.org/directory"
+	LetsEncryptStagingDirectory = "https://acme-staging-v02.api.letsencrypt.org/directory"
+	ZeroSSLDirectory            = "https://acme.zerossl.com/v2/DV90"
+)
+
+// CADirectories maps the CA names acme.ca accepts to directory URLs.
+func CADirectories() map[string]string {
+	return map[string]string{
+		"letsencrypt":         LetsEncryptDirectory,
+		"letsencrypt-staging": LetsEncryptStagingDirectory,
+		"zerossl":             ZeroSSLDirectory,
+	}
+}
+
+// Default values applied by ApplyDefaults.
+const (
+	DefaultHTTPListen        = ":80"
+	DefaultHTTPSListen       = ":443"
+	DefaultAdminListen       = "127.0.0.1:9180"
+	DefaultCA                = "letsencrypt"
+	DefaultStoragePath       = "/var/lib/edge"
+	DefaultRedisPrefix       = "edge"
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultMaxHeaderBytes    = 65536
+	DefaultPolicy            = "round_robin"
+	DefaultTSIGAlgorithm     = "hmac-sha256"
+)
+
+// ApplyDefaults fills every unset field with its default and resolves the
+// derived fields: ACME.CADirectory from ACME.CA (a URL is kept verbatim:
+// certmagic keys storage by it), Route.MaxBodyBytes from Route.MaxBody,
+// OnDemand.RateEvents/RateInterval from OnDemand.Rate. Host names are
+// lowercased. Values that do not parse are left for Validate to report.
+// ApplyDefaults is idempotent; Load and Parse call it.
+func (c *Config) ApplyDefaults() {
+	setStr(&c.Listen.HTTP, DefaultHTTPListen)
+	setStr(&c.Listen.HTTPS, DefaultHTTPSListen)
+	setStr(&c.Admin.Listen, DefaultAdminListen)
+
+	a := &c.ACME
+	setStr(&a.CA, DefaultCA)
+	if dir, ok := CADirectories()[a.CA]; ok {
+		a.CADirectory = dir
+	} else {
+		a.CADirectory = a.CA
+	}
+	if len(a.Challenges) == 0 {
+		a.Challenges = []string{"http-01", "tls-alpn-01"}
+	}
+	if len(a.DNSResolvers) == 0 {
+		a.DNSResolvers = []string{"1.1.1.1:53", "8.8.8.8:53"}
+	}
+	setDur(&a.DNSPropagationTimeout, 2*time.Minute)
+	setDur(&a.DNSPropagationInterval, 2*time.Second)
+	for name, p := range a.DNS {
+		if p.Provider == "rfc2136" {
+			setStr(&p.KeyAlg, DefaultTSIGAlgorithm)
+			a.DNS[name] = p
+		}
+	}
+
+	if o := c.OnDemand; o != nil {
+		lower(o.Allow)
+		if n, every, err := parseRate(o.Rate); err == nil {
+			o.RateEvents, o.RateInterval = n, every
+		}
+	}
+
+	setStr(&c.Storage.Type, "file")
+	switch c.Storage.Type {
+	case "file":
+		setStr(&c.Storage.Path, DefaultStoragePath)
+	case "redis":
+		setStr(&c.Storage.Prefix, DefaultRedisPrefix)
+	}
+
+	setDur(&c.Limits.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	setDur(&c.Limits.IdleTimeout, DefaultIdleTimeout)
+	setInt(&c.Limits.MaxHeaderBytes, DefaultMaxHeaderBytes)
+
+	for i := range c.Sites {
+		s := &c.Sites[i]
+		lower(s.Hosts)
+		for j := range s.Routes {
+			r := &s.Routes[j]
+			if n, err := parseSize(r.MaxBody); err == nil {
+				r.MaxBodyBytes = n
+			}
+		}
+	}
+
+	for name, p := range c.Pools {
+		p.applyDefaults()
+		c.Pools[name] = p
+	}
+
+	for i := range c.Exports {
+		if e := &c.Exports[i]; e.Type == "pfx_dir" {
+			setStr(&e.Encryption, "modern")
+		}
+	}
+
+	setStr(&c.Log.Level, "info")
+	setStr(&c.Log.Format, "json")
+	if c.Log.Access == nil {
+		t := true
+		c.Log.Access = &t
+	}
+}
+
+func (p *Pool) applyDefaults() {
+	setStr(&p.Policy, DefaultPolicy)
+	if h := p.Health; h != nil {
+		setStr(&h.Path, "/")
+		setDur(&h.Interval, 5*time.Second)
+		setDur(&h.Timeout, 2*time.Second)
+		setInt(&h.Expect, 200)
+		setInt(&h.Fails, 2)
+		setInt(&h.Passes, 2)
+	}
+	setInt(&p.Passive.Fails, 3)
+	setDur(&p.Passive.Window, 10*time.Second)
+	setDur(&p.Passive.Cooldown, 30*time.Second)
+	setDur(&p.Timeouts.Connect, 3*time.Second)
+	setDur(&p.Timeouts.ResponseHeader, 30*time.Second)
+	setDur(&p.Timeouts.Idle, 90*time.Second)
+	// Retries stays as written: 0 means no retry.
+}
+
+func setStr(p *string, v string) {
+	if *p == "" {
+		*p = v
+	}
+}
+
+func setDur(p *time.Duration, v time.Duration) {
+	if *p == 0 {
+		*p = v
+	}
+}
+
+func setInt(p *int, v int) {
+	if *p == 0 {
+		*p = v
+	}
+}
+
+func lower(s []string) {
+	for i := range s {
+		s[i] = strings.ToLower(s[i])
+	}
+}

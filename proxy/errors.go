@@ -1,0 +1,91 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+)
+
+// Sentinel errors of the package.
+var (
+	// ErrNoUpstream means no backend of the pool was available; it maps to
+	// 503 Service Unavailable.
+	ErrNoUpstream = errors.New("no available backend")
+	// ErrInvalidConfig wraps every problem New finds in a Config.
+	ErrInvalidConfig = errors.New("invalid proxy config")
+)
+
+// StatusClientClosedRequest is the non-standard status (nginx's 499) recorded
+// in metrics and logs when the client went away before the backend answered.
+// It is never sent.
+const StatusClientClosedRequest = 499
+
+// Failure reasons, the values of the reason label of
+// edge_backend_failures_total.
+const (
+	reasonConnect  = "connect"
+	reasonTimeout  = "timeout"
+	reasonProtocol = "protocol"
+	reasonHealth   = "health_check"
+)
+
+// StatusForError maps an error from proxying a request to the status code
+// answered to the client. It is the one place where that mapping lives:
+//
+//   - ErrNoUpstream: 503
+//   - client canceled (context.Canceled): 499, which the caller logs but does
+//     not send
+//   - request body over the route's limit (*http.MaxBytesError): 413
+//   - dial timeout, response header timeout, context deadline: 504
+//   - anything else (refused, reset, bad response): 502
+func StatusForError(err error) int {
+	var mbe *http.MaxBytesError
+	var ne net.Error
+	switch {
+	case err == nil:
+		return http.StatusOK
+	case errors.Is(err, ErrNoUpstream):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, context.Canceled):
+		return StatusClientClosedRequest
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
+	case errors.As(err, &ne) && ne.Timeout():
+		return http.StatusGatewayTimeout
+	default:
+		return http.StatusBadGateway
+	}
+}
+
+// isDialError reports whether err is a failure to connect to the backend, so
+// that nothing of the request was sent and it may be retried elsewhere.
+func isDialError(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
+}
+
+// failureReason classifies a proxy error as a backend failure. It returns ""
+// for errors that are not the backend's fault (client gone, body too large).
+func failureReason(err error) string {
+	switch StatusForError(err) {
+	case StatusClientClosedRequest, http.StatusRequestEntityTooLarge, http.StatusServiceUnavailable:
+		return ""
+	case http.StatusGatewayTimeout:
+		return reasonTimeout
+	}
+	if isDialError(err) {
+		return reasonConnect
+	}
+	return reasonProtocol
+}
+
+// countsAsPassiveFailure reports whether a failure of this reason counts
+// toward passive ejection: failures to connect and timeouts do, a backend
+// that answers garbage does not (it is up, and retrying elsewhere would not
+// be safe anyway).
+func countsAsPassiveFailure(reason string) bool {
+	return reason == reasonConnect || reason == reasonTimeout
+}

@@ -1,0 +1,371 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Config is everything New needs: plain data, built by cmd/edge from the
+// configuration file.
+type Config struct {
+	Sites []SiteConfig
+	Pools []PoolConfig
+	// TrustedProxies are the peers whose X-Forwarded-For (and
+	// X-Forwarded-Proto, X-Forwarded-Host) are believed and kept; from any
+	// other peer they are replaced.
+	TrustedProxies []netip.Prefix
+	// Metrics, shared across reloads; nil counts nothing.
+	Metrics *Metrics
+	// Logger receives backend state changes and, with AccessLog, one line
+	// per request at Info; nil discards.
+	Logger *slog.Logger
+	// AccessLog enables the per-request log line.
+	AccessLog bool
+	// HTTPSPort is the port the plain-HTTP redirect points at; 0 or 443
+	// leaves it out of the URL.
+	HTTPSPort int
+}
+
+// Handler is the proxy's handler tree for one configuration generation. It
+// serves HTTPS itself (ServeHTTP) and plain HTTP through HTTPHandler.
+//
+// Build it with New; the zero value is not usable. It is safe for
+// concurrent use. A reload builds a new Handler, swaps it in and then closes
+// the old one; requests in flight on the old one finish there.
+type Handler struct {
+	router    router
+	poolList  []*pool
+	trusted   []netip.Prefix
+	metrics   *Metrics
+	unknown   *requestStats // site "" pool ""
+	log       *slog.Logger
+	errorLog  *log.Logger
+	accessLog bool
+	httpsPort int
+	buffers   *bufferPool
+	recorders sync.Pool
+
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// Log keys, shared by every line of the package.
+const (
+	logKeyPool     = "pool"
+	logKeyBackend  = "backend"
+	logKeyReason   = "reason"
+	logKeyCooldown = "cooldown"
+	logKeyError    = "error"
+	logKeyPanic    = "panic"
+	logKeyMethod   = "method"
+	logKeyHost     = "host"
+	logKeyPath     = "path"
+	logKeyStatus   = "status"
+	logKeyDuration = "duration"
+	logKeyBytes    = "bytes"
+	logKeyRemote   = "remote"
+	logKeySite     = "site"
+)
+
+// New builds the handler tree for cfg and starts the active health checks,
+// which run until ctx is cancelled or Close is called. It reports every
+// problem of cfg at once, each wrapping ErrInvalidConfig.
+func New(ctx context.Context, cfg Config) (*Handler, error) {
+	h := &Handler{
+		router:    router{exact: make(map[string]*site), wildcard: make(map[string]*site)},
+		trusted:   slices.Clone(cfg.TrustedProxies),
+		metrics:   cfg.Metrics,
+		log:       cfg.Logger,
+		errorLog:  newErrorLog(cfg.Logger),
+		accessLog: cfg.AccessLog && cfg.Logger != nil,
+		httpsPort: cfg.HTTPSPort,
+		buffers:   newBufferPool(),
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	h.recorders.New = func() any { return new(recorder) }
+	if h.metrics != nil {
+		h.unknown = h.metrics.requestStats("", "")
+	}
+
+	var errs []error
+	pools := make(map[string]*pool, len(cfg.Pools))
+	for _, pc := range cfg.Pools {
+		if _, dup := pools[pc.Name]; dup {
+			errs = append(errs, fmt.Errorf("pool %q defined twice", pc.Name))
+			continue
+		}
+		p, err := newPool(pc, h)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		pools[p.name] = p
+		h.poolList = append(h.poolList, p)
+	}
+	for _, sc := range cfg.Sites {
+		s, err := newSite(sc, pools, h.metrics)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, host := range sc.Hosts {
+			if err := h.router.add(host, s); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		for _, p := range h.poolList {
+			p.transport.CloseIdleConnections()
+		}
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
+	}
+
+	ctx, h.cancel = context.WithCancel(ctx)
+	for _, p := range h.poolList {
+		if p.active {
+			h.wg.Go(func() {
+				defer p.recoverPanic("health checker")
+				p.runHealth(ctx)
+			})
+		}
+	}
+	if h.metrics != nil {
+		h.metrics.up.add(h)
+	}
+	return h, nil
+}
+
+// Close stops the health checks and waits for them, and drops idle backend
+// connections. Requests in flight finish. Safe to call more than once.
+func (h *Handler) Close() {
+	h.closeOnce.Do(func() {
+		h.cancel()
+		h.wg.Wait()
+		if h.metrics != nil {
+			h.metrics.up.remove(h)
+		}
+		for _, p := range h.poolList {
+			p.transport.CloseIdleConnections()
+		}
+	})
+}
+
+// Status returns a snapshot of every pool, in configuration order. Safe for
+// concurrent use.
+func (h *Handler) Status() []PoolStatus {
+	out := make([]PoolStatus, len(h.poolList))
+	for i, p := range h.poolList {
+		out[i] = p.status()
+	}
+	return out
+}
+
+// ServeHTTP is the HTTPS handler. A host no site answers gets 421
+// Misdirected Request (RFC 9110, section 15.5.20): the client reused a
+// connection for a name this server does not serve. Sites with HSTS get the
+// Strict-Transport-Security header on every response.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s := h.router.lookup(r.Host)
+	if s == nil {
+		h.answer(w, r, nil, http.StatusMisdirectedRequest)
+		return
+	}
+	if s.hsts != "" {
+		w.Header()["Strict-Transport-Security"] = []string{s.hsts}
+	}
+	h.proxy(w, r, s)
+}
+
+// HTTPHandler returns the handler for the plain-HTTP listener: a site with
+// RedirectHTTP answers 308 to the same URL on https, other sites are
+// proxied, and an unknown host gets 404. The ACME HTTP-01 path must be
+// handled before this handler.
+func (h *Handler) HTTPHandler() http.Handler { return httpHandler{h} }
+
+type httpHandler struct{ h *Handler }
+
+func (hh httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := hh.h
+	s := h.router.lookup(r.Host)
+	switch {
+	case s == nil:
+		h.answer(w, r, nil, http.StatusNotFound)
+	case s.redirectHTTP:
+		// 308 keeps the method and body (RFC 9110, section 15.4.9).
+		w.Header()["Location"] = []string{redirectTarget(r, h.httpsPort)}
+		h.answer(w, r, s, http.StatusPermanentRedirect)
+	default:
+		h.proxy(w, r, s)
+	}
+}
+
+// answer writes a bodiless status that the proxy decides itself, and
+// accounts for it under the site (or site "" when s is nil).
+func (h *Handler) answer(w http.ResponseWriter, r *http.Request, s *site, code int) {
+	start := time.Now()
+	w.WriteHeader(code)
+	stats := h.unknown
+	name := ""
+	if s != nil {
+		stats, name = s.stats, s.name
+	}
+	h.account(r, stats, name, code, 0, nil, start)
+}
+
+// proxy serves a request of a known site.
+func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site) {
+	start := time.Now()
+	rt := s.route(r.URL.Path)
+	if rt == nil {
+		w.WriteHeader(http.StatusNotFound)
+		h.account(r, s.stats, s.name, http.StatusNotFound, 0, nil, start)
+		return
+	}
+	if h.metrics != nil {
+		h.metrics.inFlight.Inc()
+		defer h.metrics.inFlight.Dec()
+	}
+	if rt.maxBody > 0 && r.Body != nil && r.Body != http.NoBody {
+		if r.ContentLength > rt.maxBody {
+			w.Header()["Connection"] = []string{"close"}
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			h.account(r, rt.stats, s.name, http.StatusRequestEntityTooLarge, 0, nil, start)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, rt.maxBody)
+	}
+
+	rec := h.recorders.Get().(*recorder)
+	rec.ResponseWriter = w
+	up := h.forward(rec, r, rt.pool)
+	code := rec.status
+	if code == 0 {
+		code = http.StatusOK // the backend wrote nothing, as net/http then answers
+	}
+	if rec.err != nil && !rec.wrote {
+		code = StatusForError(rec.err)
+		if code != StatusClientClosedRequest {
+			rec.WriteHeader(code)
+		}
+	}
+	h.account(r, rt.stats, s.name, code, rec.bytes, up, start)
+	if rec.err != nil && code >= 500 && !errors.Is(rec.err, ErrNoUpstream) {
+		backend := ""
+		if up != nil {
+			backend = up.name
+		}
+		h.log.LogAttrs(r.Context(), slog.LevelWarn, "proxy error",
+			slog.String(logKeySite, s.name), slog.String(logKeyPool, rt.pool.name),
+			slog.String(logKeyBackend, backend), slog.Int(logKeyStatus, code),
+			slog.String(logKeyError, rec.err.Error()))
+	} else if code == StatusClientClosedRequest {
+		h.log.LogAttrs(r.Context(), slog.LevelDebug, "client closed request",
+			slog.String(logKeySite, s.name), slog.String(logKeyPath, r.URL.Path))
+	}
+	*rec = recorder{}
+	h.recorders.Put(rec)
+}
+
+// forward sends r to a backend of p, retrying a failure to connect on the
+// other backends when that is safe. It returns the backend tried last (nil
+// when none was available) and leaves the outcome in rec: a written
+// response, or rec.err for the caller to map to a status.
+func (h *Handler) forward(rec *recorder, r *http.Request, p *pool) *Upstream {
+	candidates := p.upstreams
+	var triedBuf [4]*Upstream
+	tried := triedBuf[:0]
+	var last *Upstream
+	for attempt := 0; ; attempt++ {
+		u := p.selector.Select(candidates, r, rec)
+		if u == nil {
+			if last == nil {
+				rec.err = ErrNoUpstream
+			}
+			// else keep the last attempt's error: more telling than 503
+			return last
+		}
+		last = u
+		rec.err = nil
+		u.inFlight.Add(1)
+		u.proxy.ServeHTTP(rec, r)
+		u.inFlight.Add(-1)
+		if rec.err == nil {
+			return u
+		}
+		reason := failureReason(rec.err)
+		if reason == "" {
+			return u
+		}
+		u.recordFailure(reason, time.Now())
+		if attempt >= p.retries || rec.wrote || !isDialError(rec.err) || !replayable(r) || r.Context().Err() != nil {
+			return u
+		}
+		// Retry on a backend not tried yet. This path is rare: allocate.
+		tried = append(tried, u)
+		candidates = slices.DeleteFunc(slices.Clone(p.upstreams), func(x *Upstream) bool {
+			return slices.Contains(tried, x)
+		})
+		delete(rec.Header(), "Set-Cookie") // a sticky cookie for the failed backend
+		if r.GetBody != nil && r.Body != nil && r.Body != http.NoBody {
+			body, err := r.GetBody()
+			if err != nil {
+				return u
+			}
+			r.Body = body
+		}
+	}
+}
+
+// replayable reports whether r may be sent again: an idempotent method
+// (RFC 9110, section 9.2.2) and no body, or one that GetBody can replay.
+func replayable(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete, http.MethodTrace:
+	default:
+		return false
+	}
+	return r.Body == nil || r.Body == http.NoBody || r.GetBody != nil
+}
+
+// account records a finished request in the metrics and the access log.
+func (h *Handler) account(r *http.Request, stats *requestStats, siteName string, code int, bytes int64, up *Upstream, start time.Time) {
+	d := time.Since(start)
+	if stats != nil {
+		stats.codes.counter(code).Inc()
+		stats.duration.Observe(d.Seconds())
+	}
+	if !h.accessLog {
+		return
+	}
+	ctx := r.Context()
+	if !h.log.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	backend := ""
+	if up != nil {
+		backend = up.name
+	}
+	h.log.LogAttrs(ctx, slog.LevelInfo, "request",
+		slog.String(logKeySite, siteName),
+		slog.String(logKeyMethod, r.Method),
+		slog.String(logKeyHost, r.Host),
+		slog.String(logKeyPath, r.URL.Path),
+		slog.Int(logKeyStatus, code),
+		slog.Duration(logKeyDuration, d),
+		slog.String(logKeyBackend, backend),
+		slog.Int64(logKeyBytes, bytes),
+		slog.String(logKeyRemote, r.RemoteAddr),
+	)
+}

@@ -1,0 +1,162 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// HealthCheck configures active health checks: every Interval, each backend
+// of the pool gets GET Path, which must answer status Expect within Timeout.
+// A backend is marked down after Fails consecutive failures and up again
+// after Passes consecutive successes. Backends start up.
+//
+// Zero fields take defaults: Path "/", Interval 5s, Timeout 2s (at most
+// Interval), Expect 200, Fails 2, Passes 2. A nil *HealthCheck in PoolConfig
+// disables active checks.
+type HealthCheck struct {
+	Path     string
+	Interval time.Duration
+	Timeout  time.Duration
+	Expect   int
+	Fails    int
+	Passes   int
+}
+
+// withDefaults returns c with its zero fields set to their defaults.
+func (c HealthCheck) withDefaults() HealthCheck {
+	if c.Path == "" {
+		c.Path = "/"
+	}
+	if c.Interval <= 0 {
+		c.Interval = 5 * time.Second
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 2 * time.Second
+	}
+	c.Timeout = min(c.Timeout, c.Interval)
+	if c.Expect == 0 {
+		c.Expect = http.StatusOK
+	}
+	if c.Fails <= 0 {
+		c.Fails = 2
+	}
+	if c.Passes <= 0 {
+		c.Passes = 2
+	}
+	return c
+}
+
+// activeState is a backend's run of consecutive probe results. Only the
+// pool's checker touches it, one probe per backend at a time.
+type activeState struct {
+	url    string // the probe URL
+	fails  int
+	passes int
+}
+
+// healthURL joins the backend's base URL and the check's path (which may
+// carry a query).
+func healthURL(base *url.URL, path string) (string, error) {
+	ref, err := url.Parse(path)
+	if err != nil || ref.IsAbs() || ref.Host != "" {
+		return "", fmt.Errorf("health check path %q: not a path", path)
+	}
+	u := *base
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/" + strings.TrimPrefix(ref.Path, "/")
+	u.RawPath = ""
+	u.RawQuery = ref.RawQuery
+	u.Fragment = ""
+	return u.String(), nil
+}
+
+// runHealth probes the pool's backends until ctx is done. It is started by
+// New and waited for by Close.
+func (p *pool) runHealth(ctx context.Context) {
+	t := time.NewTicker(p.health.Interval)
+	defer t.Stop()
+	for {
+		p.probeAll(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// probeAll probes every backend at once and waits for the results, so a
+// slow backend delays the next round at most by Timeout.
+func (p *pool) probeAll(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, u := range p.upstreams {
+		wg.Go(func() {
+			defer p.recoverPanic("health check")
+			p.probe(ctx, u)
+		})
+	}
+	wg.Wait()
+}
+
+// probe checks one backend and applies the thresholds.
+func (p *pool) probe(ctx context.Context, u *Upstream) {
+	err := p.check(ctx, u)
+	if ctx.Err() != nil {
+		return // shutting down: not the backend's fault
+	}
+	st := &u.health
+	if err != nil {
+		st.passes = 0
+		st.fails++
+		u.fails.Add(1)
+		if u.stats != nil {
+			u.stats.failure(reasonHealth).Inc()
+		}
+		if st.fails >= p.health.Fails && !u.down.Load() {
+			u.down.Store(true)
+			p.log.Warn("backend down", logKeyPool, p.name, logKeyBackend, u.name, logKeyError, err)
+		}
+		return
+	}
+	st.fails = 0
+	st.passes++
+	if st.passes >= p.health.Passes && u.down.Load() {
+		u.down.Store(false)
+		p.log.Info("backend up", logKeyPool, p.name, logKeyBackend, u.name)
+	}
+}
+
+// check makes one probe request.
+func (p *pool) check(ctx context.Context, u *Upstream) error {
+	ctx, cancel := context.WithTimeout(ctx, p.health.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.health.url, nil)
+	if err != nil {
+		return fmt.Errorf("checking health of %s: %w", u.name, err)
+	}
+	req.Header.Set("User-Agent", "edge-health-check")
+	resp, err := p.transport.RoundTrip(req)
+	if err != nil {
+		return fmt.Errorf("checking health of %s: %w", u.name, err)
+	}
+	// Drain a little so the connection can be reused.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode != p.health.Expect {
+		return fmt.Errorf("checking health of %s: status %d, want %d", u.name, resp.StatusCode, p.health.Expect)
+	}
+	return nil
+}
+
+// recoverPanic logs a panic of a background goroutine instead of crashing
+// the process.
+func (p *pool) recoverPanic(what string) {
+	if v := recover(); v != nil {
+		p.log.Error("panic in "+what, logKeyPool, p.name, logKeyPanic, v)
+	}
+}

@@ -1,0 +1,245 @@
+package proxy
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync/atomic"
+)
+
+// Selector picks the backend for a request among pool, skipping those that
+// are not Available. It returns nil when none is available.
+//
+// Implementations MUST be safe for concurrent use and must not block: Select
+// runs on the request path. They may set response headers on w (w may be nil
+// in tests) but must not write the body.
+type Selector interface {
+	Select(pool []*Upstream, r *http.Request, w http.ResponseWriter) *Upstream
+}
+
+// Compile-time guards.
+var (
+	_ Selector = (*RoundRobin)(nil)
+	_ Selector = (*LeastConn)(nil)
+	_ Selector = (*Random)(nil)
+	_ Selector = (*IPHash)(nil)
+	_ Selector = (*Cookie)(nil)
+	_ Selector = (*First)(nil)
+)
+
+// CookieName is the cookie the cookie policy uses to pin a client to a
+// backend.
+const CookieName = "edge_backend"
+
+// NewSelector returns the Selector for a policy name: round_robin (also ""),
+// least_conn, random, ip_hash, cookie or first. Resolve the name once, at
+// load time.
+func NewSelector(policy string) (Selector, error) {
+	switch policy {
+	case "", "round_robin":
+		return new(RoundRobin), nil
+	case "least_conn":
+		return LeastConn{}, nil
+	case "random":
+		return Random{}, nil
+	case "ip_hash":
+		return IPHash{}, nil
+	case "cookie":
+		return Cookie{}, nil
+	case "first":
+		return First{}, nil
+	}
+	return nil, fmt.Errorf("unknown balancing policy %q", policy)
+}
+
+// policyName returns the name of s for status output.
+func policyName(s Selector) string {
+	if n, ok := s.(fmt.Stringer); ok {
+		return n.String()
+	}
+	return fmt.Sprintf("%T", s)
+}
+
+// RoundRobin cycles through the available backends with an atomic counter,
+// without a lock. The zero value is ready; it must not be copied after use.
+type RoundRobin struct {
+	next atomic.Uint32
+}
+
+// Select implements Selector.
+func (s *RoundRobin) Select(pool []*Upstream, _ *http.Request, _ http.ResponseWriter) *Upstream {
+	n := uint32(len(pool))
+	if n == 0 {
+		return nil
+	}
+	start := s.next.Add(1) - 1
+	for i := range n {
+		if u := pool[(start+i)%n]; u.Available() {
+			return u
+		}
+	}
+	return nil
+}
+
+func (*RoundRobin) String() string { return "round_robin" }
+
+// LeastConn picks the available backend with the fewest requests in flight;
+// ties are broken at random so that an idle pool still spreads the load. The
+// zero value is ready and safe for concurrent use.
+type LeastConn struct{}
+
+// Select implements Selector.
+func (LeastConn) Select(pool []*Upstream, _ *http.Request, _ http.ResponseWriter) *Upstream {
+	var best *Upstream
+	var bestN int64
+	ties := 0
+	for _, u := range pool {
+		if !u.Available() {
+			continue
+		}
+		n := u.InFlight()
+		switch {
+		case best == nil || n < bestN:
+			best, bestN, ties = u, n, 1
+		case n == bestN:
+			// Reservoir sampling among equals.
+			ties++
+			if rand.IntN(ties) == 0 {
+				best = u
+			}
+		}
+	}
+	return best
+}
+
+func (LeastConn) String() string { return "least_conn" }
+
+// Random picks an available backend uniformly at random. The zero value is
+// ready and safe for concurrent use.
+type Random struct{}
+
+// Select implements Selector.
+func (Random) Select(pool []*Upstream, _ *http.Request, _ http.ResponseWriter) *Upstream {
+	var pick *Upstream
+	seen := 0
+	for _, u := range pool {
+		if !u.Available() {
+			continue
+		}
+		seen++
+		if rand.IntN(seen) == 0 {
+			pick = u
+		}
+	}
+	return pick
+}
+
+func (Random) String() string { return "random" }
+
+// IPHash maps a client address to a backend by rendezvous (highest random
+// weight) hashing, so a client keeps its backend and only the clients of a
+// backend that goes away move. The client is the connection's remote
+// address: behind another load balancer every client looks the same. The
+// zero value is ready and safe for concurrent use.
+type IPHash struct{}
+
+// Select implements Selector.
+func (IPHash) Select(pool []*Upstream, r *http.Request, _ http.ResponseWriter) *Upstream {
+	key := hashString(clientHost(r))
+	var best *Upstream
+	var bestW uint64
+	for _, u := range pool {
+		if !u.Available() {
+			continue
+		}
+		if w := mix(key ^ u.hash); best == nil || w > bestW {
+			best, bestW = u, w
+		}
+	}
+	return best
+}
+
+func (IPHash) String() string { return "ip_hash" }
+
+// Cookie pins a client to a backend with the cookie CookieName. A client
+// without the cookie, or whose backend is not available, gets a random
+// available one and a new cookie. The cookie holds a hash of the backend's
+// URL, not the URL. The zero value is ready and safe for concurrent use.
+type Cookie struct{}
+
+// Select implements Selector.
+func (Cookie) Select(pool []*Upstream, r *http.Request, w http.ResponseWriter) *Upstream {
+	if r != nil {
+		if c, err := r.Cookie(CookieName); err == nil {
+			for _, u := range pool {
+				if u.cookie == c.Value && u.Available() {
+					return u
+				}
+			}
+		}
+	}
+	u := Random{}.Select(pool, r, w)
+	if u != nil && w != nil {
+		http.SetCookie(w, &http.Cookie{
+			Name:     CookieName,
+			Value:    u.cookie,
+			Path:     "/",
+			HttpOnly: true,
+			Secure:   r != nil && r.TLS != nil,
+			SameSite: http.SameSiteLaxMode,
+		})
+	}
+	return u
+}
+
+func (Cookie) String() string { return "cookie" }
+
+// First picks the first available backend in configuration order: a primary
+// with fail-overs. The zero value is ready and safe for concurrent use.
+type First struct{}
+
+// Select implements Selector.
+func (First) Select(pool []*Upstream, _ *http.Request, _ http.ResponseWriter) *Upstream {
+	for _, u := range pool {
+		if u.Available() {
+			return u
+		}
+	}
+	return nil
+}
+
+func (First) String() string { return "first" }
+
+// clientHost returns the host part of r.RemoteAddr without allocating.
+func clientHost(r *http.Request) string {
+	if r == nil {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// hashString is FNV-1a, 64 bits, without allocating.
+func hashString(s string) uint64 {
+	const offset, prime = 14695981039346656037, 1099511628211
+	h := uint64(offset)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= prime
+	}
+	return h
+}
+
+// mix is splitmix64's finalizer: it spreads the bits of x.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}

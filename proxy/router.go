@@ -1,0 +1,226 @@
+package proxy
+
+import (
+	"cmp"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// SiteConfig is one site: the hosts it answers and its routes.
+//
+// The zero value answers no host.
+type SiteConfig struct {
+	// Name labels the site's metrics; by convention its first host.
+	Name string
+	// Hosts are exact names ("example.com") or wildcards of one label
+	// ("*.example.com"), matched case-insensitively.
+	Hosts []string
+	// Routes are matched by longest path prefix; a request no route matches
+	// gets 404.
+	Routes []RouteConfig
+	// HSTS is the Strict-Transport-Security max-age in seconds sent on HTTPS
+	// responses; 0 sends none.
+	HSTS int
+	// RedirectHTTP makes the plain-HTTP handler answer 308 to https instead
+	// of proxying.
+	RedirectHTTP bool
+}
+
+// RouteConfig sends requests whose path starts with Path to the pool named
+// Pool.
+type RouteConfig struct {
+	// Path is a plain prefix: "/api/" matches "/api/x" but not "/api"; ""
+	// and "/" match everything.
+	Path string
+	// Pool names a PoolConfig of the same Config.
+	Pool string
+	// MaxBody limits the request body in bytes (413 beyond); 0 means no
+	// limit.
+	MaxBody int64
+}
+
+// site is the runtime form of a SiteConfig.
+type site struct {
+	name         string
+	hsts         string // precomputed header value, "" for none
+	redirectHTTP bool
+	routes       []*route // longest prefix first
+	stats        *requestStats
+}
+
+type route struct {
+	prefix  string
+	pool    *pool
+	maxBody int64
+	stats   *requestStats
+}
+
+// route returns the route with the longest prefix of path, or nil.
+func (s *site) route(path string) *route {
+	for _, rt := range s.routes {
+		if strings.HasPrefix(path, rt.prefix) {
+			return rt
+		}
+	}
+	return nil
+}
+
+// router finds the site of a host: exact names by map lookup, then
+// wildcards by a map lookup of the host's parent domain.
+type router struct {
+	exact    map[string]*site
+	wildcard map[string]*site // "example.com" for "*.example.com"
+}
+
+// lookup returns the site for a Host header value, or nil.
+func (rt *router) lookup(hostport string) *site {
+	host := normalizeHost(hostport)
+	if s, ok := rt.exact[host]; ok {
+		return s
+	}
+	if len(rt.wildcard) > 0 {
+		if i := strings.IndexByte(host, '.'); i > 0 {
+			return rt.wildcard[host[i+1:]]
+		}
+	}
+	return nil
+}
+
+// add registers a host pattern for s.
+func (rt *router) add(pattern string, s *site) error {
+	p := normalizePattern(pattern)
+	m := rt.exact
+	if rest, ok := strings.CutPrefix(p, "*."); ok {
+		p, m = rest, rt.wildcard
+	}
+	if p == "" || strings.ContainsAny(p, "*:/ ") {
+		return fmt.Errorf("site %q: invalid host %q", s.name, pattern)
+	}
+	if other, dup := m[p]; dup {
+		return fmt.Errorf("site %q: host %q already belongs to site %q", s.name, pattern, other.name)
+	}
+	m[p] = s
+	return nil
+}
+
+// newSite builds the runtime site for c; pools resolves pool names.
+func newSite(c SiteConfig, pools map[string]*pool, m *Metrics) (*site, error) {
+	s := &site{name: c.Name, redirectHTTP: c.RedirectHTTP}
+	if c.HSTS > 0 {
+		s.hsts = "max-age=" + strconv.Itoa(c.HSTS)
+	}
+	if m != nil {
+		s.stats = m.requestStats(c.Name, "")
+	}
+	seen := make(map[string]bool)
+	for _, rc := range c.Routes {
+		p, ok := pools[rc.Pool]
+		if !ok {
+			return nil, fmt.Errorf("site %q: route %q: unknown pool %q", c.Name, rc.Path, rc.Pool)
+		}
+		prefix := rc.Path
+		if prefix == "/" {
+			prefix = ""
+		}
+		if seen[prefix] {
+			return nil, fmt.Errorf("site %q: route %q defined twice", c.Name, rc.Path)
+		}
+		seen[prefix] = true
+		r := &route{prefix: prefix, pool: p, maxBody: rc.MaxBody}
+		if m != nil {
+			r.stats = m.requestStats(c.Name, p.name)
+		}
+		s.routes = append(s.routes, r)
+	}
+	slices.SortStableFunc(s.routes, func(a, b *route) int { return cmp.Compare(len(b.prefix), len(a.prefix)) })
+	return s, nil
+}
+
+// normalizeHost strips the port and a trailing dot from a Host header value
+// and lowercases it (ASCII only: names on the wire are IDNA A-labels),
+// allocating only when the host has upper-case letters.
+func normalizeHost(hostport string) string {
+	host := hostport
+	if strings.HasPrefix(host, "[") {
+		// IPv6 literal, maybe with a port.
+		if i := strings.IndexByte(host, ']'); i > 0 {
+			host = host[1:i]
+		}
+	} else if i := strings.LastIndexByte(host, ':'); i >= 0 && strings.IndexByte(host, ':') == i {
+		host = host[:i]
+	}
+	return asciiLower(strings.TrimSuffix(host, "."))
+}
+
+// normalizePattern lowercases a host pattern and strips a trailing dot.
+func normalizePattern(pattern string) string {
+	return asciiLower(strings.TrimSuffix(pattern, "."))
+}
+
+// asciiLower lowercases ASCII letters, allocating only when there is one to
+// change.
+func asciiLower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if c := b[j]; 'A' <= c && c <= 'Z' {
+					b[j] = c + ('a' - 'A')
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
+
+// MatchHost reports whether host matches pattern: an exact name or a
+// wildcard "*.example.com", which matches exactly one more label
+// ("a.example.com", not "example.com" nor "a.b.example.com"). The comparison
+// ignores ASCII case, a port on host and a trailing dot. It agrees with the
+// routing of New. Safe for concurrent use.
+func MatchHost(pattern, host string) bool {
+	h := normalizeHost(host)
+	p := normalizePattern(pattern)
+	if h == "" || p == "" {
+		return false
+	}
+	if rest, ok := strings.CutPrefix(p, "*."); ok {
+		i := strings.IndexByte(h, '.')
+		return rest != "" && i > 0 && h[i+1:] == rest
+	}
+	return h == p
+}
+
+// redirectTarget returns https://host[:port]{path}?{query} for a request on
+// the plain-HTTP listener.
+func redirectTarget(r *http.Request, httpsPort int) string {
+	host := normalizeHost(r.Host)
+	var b strings.Builder
+	b.Grow(len("https://") + len(host) + 6 + len(r.URL.Path) + 1 + len(r.URL.RawQuery))
+	b.WriteString("https://")
+	if strings.IndexByte(host, ':') >= 0 {
+		b.WriteByte('[')
+		b.WriteString(host)
+		b.WriteByte(']')
+	} else {
+		b.WriteString(host)
+	}
+	if httpsPort != 0 && httpsPort != 443 {
+		b.WriteByte(':')
+		b.WriteString(strconv.Itoa(httpsPort))
+	}
+	p := r.URL.EscapedPath()
+	if p == "" {
+		p = "/"
+	}
+	b.WriteString(p)
+	if r.URL.RawQuery != "" {
+		b.WriteByte('?')
+		b.WriteString(r.URL.RawQuery)
+	}
+	return b.String()
+}

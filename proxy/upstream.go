@@ -1,0 +1,127 @@
+package proxy
+
+import (
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// Upstream is one backend of a pool: its address and its live state. The
+// state is kept in unexported atomics; policies only ask Available and
+// InFlight.
+//
+// The zero value is an available backend with no address, useful only as a
+// fixture; New creates the Upstreams that serve traffic. All methods are safe
+// for concurrent use.
+type Upstream struct {
+	url    *url.URL
+	name   string // url.String(), the backend label
+	hash   uint64 // fnv-64a of name, for ip_hash and cookie
+	cookie string // cookie value selecting this backend
+
+	down         atomic.Bool  // set by the active health check
+	ejectedUntil atomic.Int64 // unix nanoseconds; 0 when not ejected (passive check)
+	inFlight     atomic.Int64
+	fails        atomic.Uint64 // backend failures seen by this generation
+
+	pool    *pool
+	proxy   *httputil.ReverseProxy
+	passive passiveState
+	health  activeState
+	stats   *backendStats // nil without metrics
+}
+
+// newUpstream returns an available Upstream for u. It does not wire it to a
+// pool.
+func newUpstream(u *url.URL) *Upstream {
+	name := u.String()
+	sum := hashString(name)
+	return &Upstream{
+		url:    u,
+		name:   name,
+		hash:   sum,
+		cookie: strconv.FormatUint(sum, 36),
+	}
+}
+
+// URL returns the backend's base URL. The caller must not modify it.
+func (u *Upstream) URL() *url.URL { return u.url }
+
+// String returns the backend's URL as a string, as used in metrics labels.
+func (u *Upstream) String() string { return u.name }
+
+// Available reports whether the backend may receive requests: it passes its
+// active health check and is not ejected by the passive one.
+func (u *Upstream) Available() bool {
+	if u.down.Load() {
+		return false
+	}
+	until := u.ejectedUntil.Load()
+	if until == 0 {
+		return true
+	}
+	if time.Now().UnixNano() < until {
+		return false
+	}
+	u.ejectedUntil.CompareAndSwap(until, 0) // cooldown over
+	return true
+}
+
+// Healthy reports the active health check's verdict (true when none runs).
+func (u *Upstream) Healthy() bool { return !u.down.Load() }
+
+// Ejected reports whether the passive check has ejected the backend.
+func (u *Upstream) Ejected() bool {
+	until := u.ejectedUntil.Load()
+	return until != 0 && time.Now().UnixNano() < until
+}
+
+// InFlight returns the number of requests being proxied to the backend.
+func (u *Upstream) InFlight() int64 { return u.inFlight.Load() }
+
+// recordFailure counts a failed attempt of the given reason (see
+// failureReason) and feeds the passive check.
+func (u *Upstream) recordFailure(reason string, now time.Time) {
+	u.fails.Add(1)
+	if u.stats != nil {
+		u.stats.failure(reason).Inc()
+	}
+	if u.pool != nil && countsAsPassiveFailure(reason) {
+		if u.passive.fail(&u.pool.passive, now) {
+			u.ejectedUntil.Store(now.Add(u.pool.passive.Cooldown).UnixNano())
+			u.pool.log.Warn("backend ejected", logKeyPool, u.pool.name, logKeyBackend, u.name,
+				logKeyReason, reason, logKeyCooldown, u.pool.passive.Cooldown)
+		}
+	}
+}
+
+// PoolStatus is the live state of one pool, for the admin API. It is a
+// snapshot: plain data, safe to marshal as JSON.
+type PoolStatus struct {
+	Name     string          `json:"name"`
+	Policy   string          `json:"policy"`
+	Backends []BackendStatus `json:"backends"`
+}
+
+// BackendStatus is the live state of one backend, part of PoolStatus.
+type BackendStatus struct {
+	URL      string `json:"url"`
+	Up       bool   `json:"up"`      // Available: healthy and not ejected
+	Healthy  bool   `json:"healthy"` // the active check's verdict
+	Ejected  bool   `json:"ejected"` // ejected by the passive check
+	InFlight int64  `json:"in_flight"`
+	Fails    uint64 `json:"fails"` // failures (connect, timeout, protocol, health) since this config was loaded
+}
+
+func (u *Upstream) status() BackendStatus {
+	return BackendStatus{
+		URL:      u.name,
+		Up:       u.Available(),
+		Healthy:  u.Healthy(),
+		Ejected:  u.Ejected(),
+		InFlight: u.InFlight(),
+		Fails:    u.fails.Load(),
+	}
+}

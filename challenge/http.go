@@ -35,6 +35,9 @@ type HTTPOptions struct {
 	Fallback Fallback
 	Metrics  *Metrics
 	Logger   *slog.Logger
+	// Node, if set, is sent as X-Edge-Node on challenge-path answers so
+	// preflight can tell which edge answered.
+	Node string
 }
 
 // NewHTTPHandler answers requests under PathPrefix itself, whatever the
@@ -49,6 +52,9 @@ func NewHTTPHandler(opts HTTPOptions, next http.Handler) http.Handler {
 		if !strings.HasPrefix(r.URL.Path, PathPrefix) {
 			next.ServeHTTP(w, r)
 			return
+		}
+		if opts.Node != "" {
+			w.Header().Set(NodeHeader, opts.Node)
 		}
 		if ok, source := opts.Solver.HandleHTTPChallenge(w, r); ok {
 			opts.Metrics.request(source)

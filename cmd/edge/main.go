@@ -5,6 +5,7 @@
 //	edge validate [-config FILE]   check a config file
 //	edge certs [-admin URL] [-json] list managed certificates
 //	edge renew [-admin URL] NAME   renew a certificate now
+//	edge preflight [-config FILE]  check that HTTP-01 requests reach an edge, through the load balancer
 //	edge version
 package main
 
@@ -54,6 +55,7 @@ commands:
   validate  [-config FILE]               check a config file
   certs     [-admin URL] [-json]         list managed certificates
   renew     [-admin URL] NAME            renew a certificate now
+  preflight [-config FILE] [-connect H:P] check that HTTP-01 requests reach an edge for every name
   version                                print the version
 
 -config defaults to $EDGE_CONFIG, then ./edge.yaml, then /etc/edge/edge.yaml.`
@@ -73,6 +75,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdCerts(ctx, rest, stdout)
 	case "renew":
 		return cmdRenew(ctx, rest, stdout)
+	case "preflight":
+		return cmdPreflight(ctx, rest, stdout)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "edge %s\n", version)
 		return nil

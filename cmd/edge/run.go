@@ -34,6 +34,7 @@ const drainTimeout = 30 * time.Second
 // manager, listeners) and the current generation built from the config.
 type server struct {
 	path   string
+	node   string // this instance's name in X-Edge-Node and /api/locks
 	logger *zap.Logger
 	slog   *slog.Logger
 
@@ -54,6 +55,7 @@ type server struct {
 type generation struct {
 	cfg    *config.Config
 	proxy  *proxy.Handler
+	http   http.Handler // the plain-HTTP listener's handler: challenges, peers, redirects
 	cancel context.CancelFunc
 }
 
@@ -72,7 +74,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer func() { _ = logger.Sync() }()
-	s, err := newServer(*path, logger)
+	s, err := newServer(*path, logger, nodeName(cfg))
 	if err != nil {
 		return err
 	}
@@ -83,9 +85,18 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	return s.serve(ctx, cfg)
 }
 
-func newServer(path string, logger *zap.Logger) (*server, error) {
+// nodeName is hostname:port of the plain-HTTP listener: unique per edge on
+// one host, readable in preflight output.
+func nodeName(cfg *config.Config) string {
+	host, _ := os.Hostname()
+	_, port, _ := splitListen(cfg.Listen.HTTP)
+	return fmt.Sprintf("%s:%d", host, port)
+}
+
+func newServer(path string, logger *zap.Logger, node string) (*server, error) {
 	s := &server{
 		path:   path,
+		node:   node,
 		logger: logger,
 		slog:   slog.New(zapslog.NewHandler(logger.Core(), zapslog.WithName("proxy"))),
 		reg:    prometheus.NewRegistry(),
@@ -148,7 +159,9 @@ func (s *server) apply(ctx context.Context, cfg *config.Config) error {
 		cancel()
 		return err
 	}
-	old := s.gen.Swap(&generation{cfg: cfg, proxy: ph, cancel: cancel})
+	gen := &generation{cfg: cfg, proxy: ph, cancel: cancel}
+	gen.http = s.buildHTTP(cfg, storage, ph)
+	old := s.gen.Swap(gen)
 	if old != nil {
 		old.cancel()
 		old.proxy.Close()
@@ -186,14 +199,9 @@ func (s *server) serve(ctx context.Context, cfg *config.Config) error {
 	httpsHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.gen.Load().proxy.ServeHTTP(w, r)
 	})
-	plain := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.gen.Load().proxy.HTTPHandler().ServeHTTP(w, r)
+	httpHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.gen.Load().http.ServeHTTP(w, r)
 	})
-	httpHandler := challenge.NewHTTPHandler(challenge.HTTPOptions{
-		Solver:  s.tm,
-		Metrics: s.cmetrics,
-		Logger:  s.slog.With("component", "challenge"),
-	}, plain)
 
 	newServer := func(h http.Handler) *http.Server {
 		return &http.Server{
@@ -300,6 +308,29 @@ loop:
 	}
 	log.Info("stopped")
 	return runErr
+}
+
+// buildHTTP makes the plain-HTTP handler of one generation: ACME
+// challenges (this process, shared storage, preflight probes, peers) first,
+// then the proxy's redirect-or-proxy handler.
+func (s *server) buildHTTP(cfg *config.Config, storage challenge.Loader, ph *proxy.Handler) http.Handler {
+	solver := challenge.Solvers{s.tm, challenge.ProbeSolver{Store: storage}}
+	opts := challenge.HTTPOptions{
+		Solver:  solver,
+		Metrics: s.cmetrics,
+		Logger:  s.slog.With("component", "challenge"),
+		Node:    s.node,
+	}
+	var peers *challenge.Peers
+	if len(cfg.Cluster.Peers) > 0 || cfg.Cluster.Secret != "" {
+		peers = &challenge.Peers{URLs: cfg.Cluster.Peers, Secret: []byte(cfg.Cluster.Secret), Logger: opts.Logger}
+		opts.Fallback = peers
+	}
+	h := challenge.NewHTTPHandler(opts, ph.HTTPHandler())
+	if peers != nil {
+		h = peers.PeerHandler(solver, h)
+	}
+	return h
 }
 
 func (s *server) apiRenew(r *http.Request) (any, error) {

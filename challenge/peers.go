@@ -1,0 +1,184 @@
+package challenge
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// PeerPath is where an edge asks a peer for an HTTP-01 answer. The peer
+// answers only from what it knows itself, never asks its own peers, so a
+// ring of peers cannot loop.
+const PeerPath = "/.well-known/edge-peer/acme-challenge/"
+
+// peerHeader carries "ts=<unix seconds>,mac=<hex HMAC-SHA256>" over
+// host|token|ts with the shared secret. The secret itself never crosses the
+// wire, and a captured ask is useless after peerSkew.
+const peerHeader = "X-Edge-Peer-Auth"
+
+const peerSkew = 60 * time.Second
+
+// Peers asks other edges (without shared storage) for tokens this one does
+// not know. The zero value asks nobody. Safe for concurrent use.
+type Peers struct {
+	// URLs are the peers' plain-HTTP base URLs ("http://edge-2:80").
+	URLs []string
+	// Secret authenticates asks in both directions. Required.
+	Secret []byte
+	// Client is used for asks; nil means a client with a 3 s timeout.
+	Client *http.Client
+	Logger *slog.Logger
+	// now is time.Now; tests replace it.
+	now func() time.Time
+}
+
+var _ Fallback = (*Peers)(nil)
+
+func (p *Peers) client() *http.Client {
+	if p.Client != nil {
+		return p.Client
+	}
+	return &http.Client{Timeout: 3 * time.Second}
+}
+
+func (p *Peers) clock() time.Time {
+	if p.now != nil {
+		return p.now()
+	}
+	return time.Now()
+}
+
+func (p *Peers) mac(host, token string, ts int64) string {
+	h := hmac.New(sha256.New, p.Secret)
+	fmt.Fprintf(h, "%s|%s|%d", strings.ToLower(host), token, ts)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// ServeChallenge asks each peer in turn for the token in r and copies the
+// first 200 answer. It reports whether one answered.
+func (p *Peers) ServeChallenge(w http.ResponseWriter, r *http.Request) bool {
+	if p == nil || len(p.URLs) == 0 {
+		return false
+	}
+	token := strings.TrimPrefix(r.URL.Path, PathPrefix)
+	if token == "" || strings.Contains(token, "/") {
+		return false
+	}
+	host := hostOnly(r.Host)
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	for _, base := range p.URLs {
+		body, err := p.ask(ctx, base, host, token)
+		if err != nil {
+			p.log().Debug("peer did not answer challenge", "peer", base, "host", host, "error", err)
+			continue
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write(body)
+		p.log().Info("served key authentication from peer", "peer", base, "host", host)
+		return true
+	}
+	return false
+}
+
+func (p *Peers) log() *slog.Logger {
+	if p.Logger != nil {
+		return p.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (p *Peers) ask(ctx context.Context, base, host, token string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+PeerPath+token, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Host = host
+	ts := p.clock().Unix()
+	req.Header.Set(peerHeader, fmt.Sprintf("ts=%d,mac=%s", ts, p.mac(host, token, ts)))
+	resp, err := p.client().Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("peer %s: %s", base, resp.Status)
+	}
+	return body, nil
+}
+
+// errPeerAuth is returned for an ask without a valid signature.
+var errPeerAuth = errors.New("peer ask not authenticated")
+
+func (p *Peers) verify(r *http.Request, token string) error {
+	v := r.Header.Get(peerHeader)
+	var tsStr, mac string
+	for part := range strings.SplitSeq(v, ",") {
+		k, val, _ := strings.Cut(strings.TrimSpace(part), "=")
+		switch k {
+		case "ts":
+			tsStr = val
+		case "mac":
+			mac = val
+		}
+	}
+	ts, err := strconv.ParseInt(tsStr, 10, 64)
+	if err != nil || mac == "" {
+		return errPeerAuth
+	}
+	if d := p.clock().Sub(time.Unix(ts, 0)); d > peerSkew || d < -peerSkew {
+		return fmt.Errorf("%w: clock skew %s", errPeerAuth, d.Round(time.Second))
+	}
+	if !hmac.Equal([]byte(mac), []byte(p.mac(hostOnly(r.Host), token, ts))) {
+		return errPeerAuth
+	}
+	return nil
+}
+
+// PeerHandler answers asks from peers at PeerPath using only solver (no
+// further asks), after checking their signature. Other paths go to next.
+func (p *Peers) PeerHandler(solver Solver, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, PeerPath) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		token := strings.TrimPrefix(r.URL.Path, PeerPath)
+		if len(p.Secret) == 0 {
+			http.NotFound(w, r)
+			return
+		}
+		if err := p.verify(r, token); err != nil {
+			p.log().Warn("rejected peer ask", "remote", r.RemoteAddr, "host", r.Host, "error", err)
+			http.Error(w, err.Error(), http.StatusForbidden)
+			return
+		}
+		// Present it to the solver as the CA's own request would look.
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = PathPrefix + token
+		r2.RequestURI = r2.URL.Path
+		if ok, _ := solver.HandleHTTPChallenge(w, r2); !ok {
+			http.Error(w, "unknown challenge token", http.StatusNotFound)
+		}
+	})
+}
+
+func hostOnly(hostport string) string {
+	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && !strings.Contains(hostport[i:], "]") {
+		return strings.Trim(hostport[:i], "[]")
+	}
+	return strings.Trim(hostport, "[]")
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/farmedge/edge/challenge"
+	"github.com/farmedge/edge/config"
+)
+
+// cmdPreflight checks, for every name that uses HTTP-01, that requests for
+// /.well-known/acme-challenge/ reach an edge that can answer them, through
+// the real path (DNS and load balancer), before the CA is asked.
+func cmdPreflight(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlagSet("preflight")
+	path := fs.String("config", defaultConfigPath(), "config file")
+	attempts := fs.Int("attempts", 6, "requests per name (each on a new connection)")
+	connect := fs.String("connect", "", "dial HOST:PORT instead of NAME:80 (like curl --connect-to)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	storage, err := buildStorage(cfg.Storage)
+	if err != nil {
+		return err
+	}
+	if c, ok := storage.(interface{ Close() error }); ok {
+		defer c.Close()
+	}
+	var names, skipped []string
+	for _, s := range cfg.Sites {
+		for _, h := range s.Hosts {
+			if s.DNS != "" || strings.HasPrefix(h, "*.") {
+				skipped = append(skipped, h)
+				continue
+			}
+			names = append(names, strings.ToLower(h))
+		}
+	}
+	probe := challenge.NewProbe()
+	key := challenge.ProbeKey(probe.Token)
+	if err := storage.Store(ctx, key, []byte(probe.Value)); err != nil {
+		return fmt.Errorf("placing the probe token in storage: %w", err)
+	}
+	defer func() { _ = storage.Delete(context.WithoutCancel(ctx), key) }()
+
+	results := challenge.Preflight{Attempts: *attempts, ConnectTo: *connect}.Check(ctx, names, probe)
+	failed := 0
+	for _, r := range results {
+		if r.Failed() > 0 {
+			failed++
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(map[string]any{"results": results, "skipped_dns01": skipped}); err != nil {
+			return err
+		}
+	} else {
+		printPreflight(stdout, results, skipped)
+	}
+	if failed > 0 {
+		return fmt.Errorf("preflight: %d of %d names have HTTP-01 requests that no edge could answer", failed, len(results))
+	}
+	return nil
+}
+
+func printPreflight(w io.Writer, results []challenge.Result, skipped []string) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tOK\tANSWERED BY\tFAILURES")
+	for _, r := range results {
+		ok := len(r.Attempts) - r.Failed()
+		nodes := map[string]int{}
+		var order []string
+		var fails []string
+		for _, a := range r.Attempts {
+			n := a.Node
+			if n == "" {
+				n = "?"
+			}
+			if nodes[n] == 0 {
+				order = append(order, n)
+			}
+			nodes[n]++
+			if !a.OK {
+				fails = append(fails, fmt.Sprintf("%s: %s", n, a.Error))
+			}
+		}
+		var by []string
+		for _, n := range order {
+			by = append(by, fmt.Sprintf("%s×%d", n, nodes[n]))
+		}
+		fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%s\n", r.Name, ok, len(r.Attempts), strings.Join(by, " "), dash(strings.Join(uniq(fails), "; ")))
+	}
+	_ = tw.Flush()
+	for _, s := range skipped {
+		fmt.Fprintf(w, "%s: uses DNS-01, not probed\n", s)
+	}
+}
+
+func uniq(ss []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range ss {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -312,6 +312,9 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 	for _, p := range d.pairs(n, path, 0) {
 		k, val := p[0], p[1]
 		i, ok := f.index[k.Value]
+		if !ok && path == "" && strings.HasPrefix(k.Value, "x-") {
+			continue // top-level extension key, a place for YAML anchors
+		}
 		if !ok {
 			d.errorf(k, join(path, k.Value), "unknown key %q%s", k.Value, suggest(k.Value, f.names))
 			continue

@@ -13,13 +13,21 @@ import (
 // HTTPSClient returns a client that sends every request to dialAddr
 // (edge's https listener), whatever the URL's host, so that
 // https://a.test/ is sent with SNI and Host a.test without DNS. It trusts
-// only roots and does not follow redirects.
+// only roots, offers h2 and http/1.1, and does not follow redirects.
 func HTTPSClient(roots *x509.CertPool, dialAddr string) *http.Client {
 	return &http.Client{
 		Timeout:       10 * time.Second,
 		Transport:     fixedTransport(dialAddr, &tls.Config{RootCAs: roots}),
 		CheckRedirect: noRedirect,
 	}
+}
+
+// HTTPS1Client is HTTPSClient limited to HTTP/1.1 (no h2 in ALPN).
+func HTTPS1Client(roots *x509.CertPool, dialAddr string) *http.Client {
+	t := fixedTransport(dialAddr, &tls.Config{RootCAs: roots, NextProtos: []string{"http/1.1"}})
+	t.ForceAttemptHTTP2 = false
+	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	return &http.Client{Timeout: 10 * time.Second, Transport: t, CheckRedirect: noRedirect}
 }
 
 // HTTPClient returns a plain-HTTP client that sends every request to

@@ -97,13 +97,24 @@ type edgeAddrs struct {
 // it exits 0.
 func StartEdge(tb TB, cfgYAML string) *Edge {
 	tb.Helper()
+	e := LaunchEdge(tb, cfgYAML)
+	if err := e.WaitHealthy(30 * time.Second); err != nil {
+		tb.Fatalf("%v", err)
+	}
+	return e
+}
+
+// LaunchEdge is StartEdge without the wait: several edges can be launched
+// together and then waited for with WaitHealthy.
+func LaunchEdge(tb TB, cfgYAML string) *Edge {
+	tb.Helper()
 	bin := BuildEdge(tb)
 	var addrs edgeAddrs
 	if err := yaml.Unmarshal([]byte(cfgYAML), &addrs); err != nil {
-		tb.Fatalf("StartEdge: config is not YAML: %v", err)
+		tb.Fatalf("LaunchEdge: config is not YAML: %v", err)
 	}
 	if addrs.Admin.Listen == "" {
-		tb.Fatalf("StartEdge: the config must set admin.listen")
+		tb.Fatalf("LaunchEdge: the config must set admin.listen")
 	}
 	dir := tb.TempDir()
 	cfgPath := filepath.Join(dir, "edge.yaml")
@@ -113,29 +124,33 @@ func StartEdge(tb TB, cfgYAML string) *Edge {
 	if out, err := exec.Command(bin, "validate", "-config", cfgPath).CombinedOutput(); err != nil {
 		tb.Fatalf("edge validate -config %s: %v\n%s\nconfig:\n%s", cfgPath, err, out, cfgYAML)
 	}
-	p := Start(tb, Cmd{Name: "edge-" + strings.ReplaceAll(addrs.Admin.Listen, ":", "_"), Path: bin, Args: []string{"run", "-config", cfgPath}, Dir: dir})
-	e := &Edge{
+	name := "edge-" + strings.ReplaceAll(addrs.Admin.Listen, ":", "_")
+	p := Start(tb, Cmd{Name: name, Path: bin, Args: []string{"run", "-config", cfgPath}, Dir: dir})
+	return &Edge{
 		Process:    p,
 		ConfigPath: cfgPath,
 		AdminURL:   "http://" + addrs.Admin.Listen,
 		HTTPAddr:   addrs.Listen.HTTP,
 		HTTPSAddr:  addrs.Listen.HTTPS,
 	}
-	deadline := time.Now().Add(30 * time.Second)
+}
+
+// WaitHealthy waits until the admin /healthz answers 200.
+func (e *Edge) WaitHealthy(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	for {
 		code, _, err := get(e.AdminURL + "/healthz")
 		if err == nil && code == http.StatusOK {
-			break
+			return nil
 		}
-		if p.Exited() {
-			tb.Fatalf("edge exited before /healthz answered: %v\n%s", p.err, p.Tail(40))
+		if e.Exited() {
+			return fmt.Errorf("%s exited before /healthz answered: %v\n%s", e.Name, e.err, e.Tail(40))
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("edge /healthz not 200 after 30s (code %d, err %v)\n%s", code, err, p.Tail(40))
+			return fmt.Errorf("%s /healthz not 200 after %s (code %d, err %v)\n%s", e.Name, timeout, code, err, e.Tail(40))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return e
 }
 
 // Reload sends SIGHUP.

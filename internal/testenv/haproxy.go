@@ -29,8 +29,9 @@ type HAProxy struct {
 }
 
 // StartHAProxy writes a config with one frontend and one backend of opts'
-// servers (no health checks, so a server is used whether or not it is up)
-// and starts haproxy in the foreground.
+// servers and starts haproxy in the foreground. There are no health checks:
+// every server takes its turn; a refused connection is redispatched to the
+// next server.
 func StartHAProxy(tb TB, opts HAProxyOptions) *HAProxy {
 	tb.Helper()
 	bin := RequireTool(tb, "haproxy")
@@ -52,7 +53,10 @@ defaults
     timeout connect 2s
     timeout client 30s
     timeout server 30s
-    retries 0
+    # A server that refuses a connection (an edge still starting) is
+    # retried once, then the connection goes to the next server.
+    retries 2
+    option redispatch
 
 frontend fe
     bind %s

@@ -47,7 +47,19 @@ type Process struct {
 func Start(tb TB, c Cmd) *Process {
 	tb.Helper()
 	dir := tb.TempDir()
-	logPath := filepath.Join(dir, c.Name+".log")
+	logDir := dir
+	if keep := os.Getenv("TESTENV_LOGDIR"); keep != "" {
+		// Logs kept after the test, for debugging.
+		if err := os.MkdirAll(keep, 0o755); err != nil {
+			tb.Fatalf("TESTENV_LOGDIR: %v", err)
+		}
+		d, err := os.MkdirTemp(keep, c.Name+"-")
+		if err != nil {
+			tb.Fatalf("TESTENV_LOGDIR: %v", err)
+		}
+		logDir = d
+	}
+	logPath := filepath.Join(logDir, c.Name+".log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		tb.Fatalf("starting %s: %v", c.Name, err)

@@ -1,7 +1,8 @@
 // Package testenv starts the real programs edge is tested against (Pebble,
 // pebble-challtestsrv, HAProxy, the edge binary itself) and small in-process
 // backends, each on a free loopback port, with its output in a log file that
-// is printed when the test fails.
+// is printed when the test fails. With TESTENV_LOGDIR set, the logs are kept
+// there after the test.
 //
 // It is used by the e2e tests and by the demo (internal/demo), so it does not
 // depend on package testing: everything takes a TB, which *testing.T
@@ -35,7 +36,9 @@ type TB interface {
 	TempDir() string
 }
 
-type skipper interface{ Skipf(format string, args ...any) }
+type skipper interface {
+	Skipf(format string, args ...any)
+}
 
 type failer interface{ Failed() bool }
 

@@ -65,7 +65,9 @@ func (s *keyAuthServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, c.KeyAuthorization)
 }
 
-type sharedSolver struct{ chal *atomic.Pointer[acme.Challenge] }
+type sharedSolver struct {
+	chal *atomic.Pointer[acme.Challenge]
+}
 
 func (s sharedSolver) Present(_ context.Context, c acme.Challenge) error {
 	s.chal.Store(&c)

@@ -79,6 +79,9 @@ type DNSProvider struct {
 	APITokenFile  string `yaml:"api_token_file"`
 	ZoneToken     string `yaml:"zone_token"`
 	ZoneTokenFile string `yaml:"zone_token_file"`
+	// APIURL replaces https://api.cloudflare.com/client/v4 (an API proxy,
+	// or a local server in tests). Empty means Cloudflare's own.
+	APIURL string `yaml:"api_url"`
 	// rfc2136
 	Server  string `yaml:"server"`
 	KeyName string `yaml:"key_name"`

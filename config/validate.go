@@ -236,6 +236,9 @@ func (v *validator) dnsProvider(path string, d DNSProvider) {
 			v.errorf(path+".api_token", "cloudflare needs api_token or api_token_file")
 		}
 		only("rfc2136", map[string]string{"server": d.Server, "key_name": d.KeyName, "key": d.Key, "key_alg": d.KeyAlg})
+		if d.APIURL != "" {
+			v.url(path+".api_url", d.APIURL, "http", "https")
+		}
 	case "rfc2136":
 		if d.Server == "" {
 			v.errorf(path+".server", "rfc2136 needs server")
@@ -251,7 +254,7 @@ func (v *validator) dnsProvider(path string, d DNSProvider) {
 			v.errorf(path+".key_name", "rfc2136 needs key_name")
 		}
 		v.oneOf(path+".key_alg", "TSIG algorithm", d.KeyAlg, tsigAlgorithms)
-		only("cloudflare", map[string]string{"api_token": d.APIToken, "zone_token": d.ZoneToken})
+		only("cloudflare", map[string]string{"api_token": d.APIToken, "zone_token": d.ZoneToken, "api_url": d.APIURL})
 	default:
 		v.oneOf(path+".provider", "dns provider", d.Provider, dnsProviders)
 	}

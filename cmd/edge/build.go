@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/farmedge/edge/challenge"
 	"github.com/farmedge/edge/config"
 	"github.com/farmedge/edge/proxy"
 	"github.com/farmedge/edge/tlsmgr"
@@ -135,9 +136,51 @@ func buildTLS(cfg *config.Config, storage certmagic.Storage) (tlsmgr.Options, er
 	return opts, nil
 }
 
-// buildDNS is filled in by the DNS-01 providers (challenge package).
+// buildDNS makes the DNS-01 options of a site that sets dns:.
 func buildDNS(cfg *config.Config, s config.Site) (*tlsmgr.DNSOptions, error) {
-	return nil, fmt.Errorf("site %v: dns provider %q: DNS-01 is not supported by this build yet", s.Hosts, s.DNS)
+	pc, ok := cfg.ACME.DNS[s.DNS]
+	if !ok {
+		return nil, fmt.Errorf("site %v: dns provider %q is not defined under acme.dns", s.Hosts, s.DNS)
+	}
+	var (
+		p   challenge.DNSProvider
+		err error
+	)
+	switch pc.Provider {
+	case "cloudflare":
+		p, err = challenge.NewCloudflare(s.DNS, challenge.CloudflareOptions{APIToken: pc.APIToken, ZoneToken: pc.ZoneToken, BaseURL: pc.APIURL})
+	case "rfc2136":
+		p, err = challenge.NewRFC2136(s.DNS, challenge.RFC2136Options{Server: pc.Server, KeyName: pc.KeyName, KeyAlg: pc.KeyAlg, Key: pc.Key})
+	default:
+		err = fmt.Errorf("dns provider %q: unknown provider type %q", s.DNS, pc.Provider)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &tlsmgr.DNSOptions{
+		ProviderName:       s.DNS,
+		Provider:           p,
+		OverrideDomain:     s.Delegate,
+		Resolvers:          cfg.ACME.DNSResolvers,
+		PropagationTimeout: cfg.ACME.DNSPropagationTimeout,
+		PropagationDelay:   0,
+	}, nil
+}
+
+// unsupported lists configured features this build does not implement yet,
+// so that edge refuses to start rather than silently ignoring them.
+func unsupported(cfg *config.Config) error {
+	var errs []error
+	if cfg.OnDemand != nil {
+		errs = append(errs, errors.New("on_demand: on-demand TLS is not implemented in this build; remove the key"))
+	}
+	if len(cfg.Exports) > 0 {
+		errs = append(errs, errors.New("exports: certificate exports are not implemented in this build; remove the key"))
+	}
+	if cfg.Limits.MaxConnsPerIP > 0 {
+		errs = append(errs, errors.New("limits.max_conns_per_ip: not implemented in this build; set it to 0"))
+	}
+	return errors.Join(errs...)
 }
 
 func splitListen(addr string) (string, int, error) {

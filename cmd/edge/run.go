@@ -132,6 +132,9 @@ func newServer(path string, logger *zap.Logger, node string) (*server, error) {
 func (s *server) apply(ctx context.Context, cfg *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := unsupported(cfg); err != nil {
+		return err
+	}
 	pc, err := buildProxy(cfg)
 	if err != nil {
 		return err

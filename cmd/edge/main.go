@@ -24,9 +24,9 @@ var version = "dev"
 
 // Exit codes.
 const (
-	exitOK     = 0
-	exitError  = 1 // runtime failure or invalid config
-	exitUsage  = 2
+	exitOK    = 0
+	exitError = 1 // runtime failure or invalid config
+	exitUsage = 2
 )
 
 // errUsage marks command-line mistakes.

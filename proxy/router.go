@@ -144,11 +144,8 @@ func newSite(c SiteConfig, pools map[string]*pool, m *Metrics) (*site, error) {
 // allocating only when the host has upper-case letters.
 func normalizeHost(hostport string) string {
 	host := hostport
-	if strings.HasPrefix(host, "[") {
-		// IPv6 literal, maybe with a port.
-		if i := strings.IndexByte(host, ']'); i > 0 {
-			host = host[1:i]
-		}
+	if i := strings.IndexByte(host, ']'); i > 0 && host[0] == '[' {
+		host = host[1:i] // IPv6 literal, maybe with a port
 	} else if i := strings.LastIndexByte(host, ':'); i >= 0 && strings.IndexByte(host, ':') == i {
 		host = host[:i]
 	}

@@ -288,7 +288,17 @@ func NewRFC2136(name string, o RFC2136Options) (DNSProvider, error) {
 		return nil, fmt.Errorf("dns provider %q (rfc2136): %w", name, err)
 	}
 	p := &rfc2136.Provider{Server: server, KeyName: o.KeyName, KeyAlg: alg, Key: o.Key}
-	return &namedProvider{name: name, kind: KindRFC2136, p: p}, nil
+	return &namedProvider{name: name, kind: KindRFC2136, p: p, hint: rfc2136Hint}, nil
+}
+
+// rfc2136Hint explains miekg/dns's terse "dns: bad authentication", which is
+// what a TSIG failure and a zone the server is not primary for (an
+// unsigned NOTAUTH) both look like.
+func rfc2136Hint(err error) string {
+	if errors.Is(err, dns.ErrAuth) {
+		return "the server refused the TSIG key or is not the primary of this zone: check key_name, key_alg, key, the clocks and the server's update-policy"
+	}
+	return ""
 }
 
 // withPort adds port to an address that has none ("ns1" -> "ns1:53",

@@ -26,7 +26,8 @@ import (
 //
 // Helper environment: REDISSTORE_ADDR, REDISSTORE_PREFIX, REDISSTORE_LOCK,
 // REDISSTORE_LEASE, REDISSTORE_POLL, REDISSTORE_INSTANCE, REDISSTORE_N.
-// Helpers print protocol lines on stdout and log to stderr.
+// Helpers print protocol lines on stdout and log to stderr; a failed test
+// shows both, and REDISSTORE_SHOW_HELPER_LOGS=1 shows them always.
 func TestMain(m *testing.M) {
 	if mode := os.Getenv("REDISSTORE_HELPER"); mode != "" {
 		os.Exit(runHelper(mode))
@@ -196,7 +197,7 @@ func startHelper(t *testing.T, mode string, c helperConf) *helperProc {
 			_ = cmd.Process.Kill()
 			<-h.exited
 		}
-		if t.Failed() {
+		if t.Failed() || os.Getenv("REDISSTORE_SHOW_HELPER_LOGS") != "" {
 			b, _ := os.ReadFile(h.errLog)
 			t.Logf("helper %s stdout: %q\nstderr:\n%s", h.name, h.allLines(), b)
 		}

@@ -147,13 +147,11 @@ func firstErr(errs ...error) error {
 
 // abandon gives up an acquisition: it drops the local claim and, in case an
 // attempt whose reply was lost did take the lock, deletes it if it holds our
-// token (best effort, bounded to one second).
+// token (best effort, bounded to one second; after Close the client refuses
+// and the lease simply runs out).
 func (s *Storage) abandon(name, token string) {
 	defer s.unclaim(name)
-	if s.isClosed() {
-		return
-	}
-	ctx, cancel := context.WithTimeout(s.ctx, time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = unlockScript.Run(ctx, s.client, []string{s.lockKey(name), s.lockIndexKey()}, token, name).Err()
 }
@@ -346,7 +344,9 @@ func (s *Storage) keepalive(ctx context.Context, h *heldLock) {
 	}
 }
 
-// lockLost records, once, that h's lease was lost.
+// lockLost records, once, that h's lease was lost, and runs OnLockLost on a
+// goroutine of its own (tracked, so Close waits for it), so that the callback
+// may call Unlock. After Close the callback is not run.
 func (s *Storage) lockLost(h *heldLock, reason string) {
 	if !h.lost.CompareAndSwap(false, true) {
 		return
@@ -357,10 +357,19 @@ func (s *Storage) lockLost(h *heldLock, reason string) {
 	if s.onLost == nil {
 		return
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.Error("OnLockLost panicked", zap.String("lock", h.name), zap.Any("panic", r))
-		}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.Error("OnLockLost panicked", zap.String("lock", h.name), zap.Any("panic", r), zap.Stack("stack"))
+			}
+		}()
+		s.onLost(h.name)
 	}()
-	s.onLost(h.name)
 }

@@ -76,9 +76,10 @@ type Options struct {
 	Logger *zap.Logger
 	// OnLockLost, if set, is called with the lock name when this Storage
 	// learns that a lock it holds was lost: its token is gone or replaced,
-	// or the lease ran out before a renewal could be confirmed. It runs on
-	// the lock's keepalive goroutine, which Close waits for, so it must not
-	// block for long.
+	// or the lease ran out before a renewal could be confirmed (Redis
+	// frozen or unreachable; another holder may then take it). It runs on
+	// its own goroutine, which Close waits for, so it must return; it may
+	// call Unlock. nil: losses are only logged and counted.
 	OnLockLost func(name string)
 }
 
@@ -236,7 +237,7 @@ func (s *Storage) Ping(ctx context.Context) error {
 // String describes the storage for certmagic's logs; it never includes
 // credentials.
 func (s *Storage) String() string {
-	return "RedisStorage:" + s.prefix + "@" + s.addrs
+	return "RedisStorage:" + strings.TrimSuffix(s.prefix, ":") + "@" + s.addrs
 }
 
 // mapErr turns go-redis's closed-client error into ErrClosed.

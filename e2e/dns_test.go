@@ -3,9 +3,12 @@ package e2e
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/farmedge/edge/challenge"
 	"github.com/farmedge/edge/internal/cffake"
@@ -90,12 +93,16 @@ func TestDNS01(t *testing.T) {
 		DNSServer: bind.Addr, TSIGName: bind.KeyName, TSIGSecret: bind.KeySecret,
 	})
 	t.Cleanup(fake.Close)
+	// BIND is the root zone's primary: a name in no test zone is answered
+	// NXDOMAIN from there, authoritatively, without asking anyone else.
+	if in, err := bind.Query("example.com", dns.TypeA); err != nil || in.Rcode != dns.RcodeNameError || !in.Authoritative {
+		t.Fatalf("BIND on example.com A: %v %v; want an authoritative NXDOMAIN from its root zone", in, err)
+	}
 	peb := testenv.StartPebble(t, testenv.PebbleOptions{DNSServer: bind.Addr})
 	backend := testenv.NewBackend(t, 1, 0)
 
-	// run starts an edge for sites, waits for every name's certificate,
-	// logs how long each took and checks the zones are clean again.
-	run := func(t *testing.T, sites ...dnsSite) *testenv.Edge {
+	// startDNSEdge starts an edge for sites with fresh storage.
+	startDNSEdge := func(t *testing.T, sites ...dnsSite) *testenv.Edge {
 		t.Helper()
 		ports := testenv.FreePorts(t, 3)
 		conf := dnsConf{
@@ -104,8 +111,15 @@ func TestDNS01(t *testing.T) {
 			storage: filepath.Join(t.TempDir(), "storage"),
 			sites:   sites, backend: backend.URL,
 		}
+		return testenv.StartEdge(t, conf.yaml())
+	}
+
+	// run starts an edge for sites, waits for every name's certificate,
+	// logs how long each took and checks the zones are clean again.
+	run := func(t *testing.T, sites ...dnsSite) *testenv.Edge {
+		t.Helper()
 		start := time.Now()
-		e := testenv.StartEdge(t, conf.yaml())
+		e := startDNSEdge(t, sites...)
 		var names []string
 		for _, s := range sites {
 			names = append(names, s.hosts...)
@@ -134,6 +148,22 @@ func TestDNS01(t *testing.T) {
 		run(t, dnsSite{hosts: []string{"deleg.test"}, dns: "lan", delegate: target})
 	})
 
+	// The TXT record goes to the delegated name, but _acme-challenge.NAME
+	// has no CNAME there, so Pebble finds nothing: the order fails and the
+	// record must still be removed.
+	t.Run("failed order cleans up", func(t *testing.T) {
+		e := startDNSEdge(t, dnsSite{hosts: []string{"broken.deleg.test"}, dns: "lan", delegate: "_acme-challenge.broken.other.test"})
+		last := waitLastError(t, e, "broken.deleg.test", []string{"broken.deleg.test", "urn:ietf:params:acme:error"})
+		t.Logf("last_error: %s", last)
+		checkNoChallengeTXT(t, bind)
+		// It was there: BIND logs each update.
+		for _, w := range []string{"adding an RR at '_acme-challenge.broken.other.test' TXT", "deleting an RR at _acme-challenge.broken.other.test TXT"} {
+			if !strings.Contains(bind.Log(), w) {
+				t.Errorf("BIND's log does not say %q", w)
+			}
+		}
+	})
+
 	t.Run("cloudflare", func(t *testing.T) {
 		before := fake.Calls()
 		run(t, dnsSite{hosts: []string{"www.cf.test"}, dns: "cf"})
@@ -146,36 +176,9 @@ func TestDNS01(t *testing.T) {
 	})
 
 	t.Run("cloudflare wrong token", func(t *testing.T) {
-		ports := testenv.FreePorts(t, 3)
-		conf := dnsConf{
-			httpPort: ports[0], httpsPort: ports[1], adminPort: ports[2],
-			peb: peb, bind: bind, cfURL: fake.APIURL(),
-			storage: filepath.Join(t.TempDir(), "storage"),
-			sites:   []dnsSite{{hosts: []string{"bad.cf.test"}, dns: "cfbad"}},
-			backend: backend.URL,
-		}
-		e := testenv.StartEdge(t, conf.yaml())
+		e := startDNSEdge(t, dnsSite{hosts: []string{"bad.cf.test"}, dns: "cfbad"})
 		want := []string{`dns provider "cfbad" (cloudflare)`, `zone "cf.test"`, "Invalid access token"}
-		var last string
-		deadline := time.Now().Add(dnsTimeout)
-		for time.Now().Before(deadline) {
-			certs, err := e.Certificates()
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, c := range certs {
-				if len(c.Names) > 0 && c.Names[0] == "bad.cf.test" {
-					last = c.LastError
-				}
-			}
-			if containsAll(last, want) {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if !containsAll(last, want) {
-			t.Fatalf("/api/certificates last_error for bad.cf.test = %q, want it to contain %q", last, want)
-		}
+		last := waitLastError(t, e, "bad.cf.test", want)
 		t.Logf("last_error: %s", last)
 		// The log is JSON, where the quotes are escaped.
 		var wantLog []string
@@ -190,6 +193,30 @@ func TestDNS01(t *testing.T) {
 		}
 		checkNoChallengeTXT(t, bind)
 	})
+}
+
+// waitLastError polls /api/certificates until name's last_error contains
+// every string of want, and returns it.
+func waitLastError(t *testing.T, e *testenv.Edge, name string, want []string) string {
+	t.Helper()
+	var last string
+	deadline := time.Now().Add(dnsTimeout)
+	for !containsAll(last, want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("/api/certificates last_error for %s = %q, want it to contain %q\n%s", name, last, want, e.Tail(30))
+		}
+		time.Sleep(100 * time.Millisecond)
+		certs, err := e.Certificates()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range certs {
+			if slices.Contains(c.Names, name) {
+				last = c.LastError
+			}
+		}
+	}
+	return last
 }
 
 // waitValid polls /api/certificates until every name is valid and returns,

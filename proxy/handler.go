@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -227,6 +228,13 @@ func (h *Handler) answer(w http.ResponseWriter, r *http.Request, s *site, code i
 // proxy serves a request of a known site.
 func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site) {
 	start := time.Now()
+	if r.Method == http.MethodConnect {
+		// Not a forward proxy. (Extended CONNECT, RFC 8441, is not enabled
+		// on net/http's HTTP/2 server.)
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		h.account(r, s.stats, s.name, http.StatusMethodNotAllowed, 0, nil, start)
+		return
+	}
 	rt := s.route(r.URL.Path)
 	if rt == nil {
 		w.WriteHeader(http.StatusNotFound)
@@ -249,7 +257,17 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site) {
 
 	rec := h.recorders.Get().(*recorder)
 	rec.ResponseWriter = w
-	up := h.forward(rec, r, rt.pool)
+	var up *Upstream
+	defer func() {
+		if v := recover(); v != nil {
+			// ReverseProxy aborts a response whose body copy failed with
+			// http.ErrAbortHandler once the status is out: count it, then let
+			// net/http close the connection. The recorder is not reused.
+			h.account(r, rt.stats, s.name, cmp.Or(rec.status, http.StatusBadGateway), rec.bytes, up, start)
+			panic(v)
+		}
+	}()
+	up = h.forward(rec, r, rt.pool)
 	code := rec.status
 	if code == 0 {
 		code = http.StatusOK // the backend wrote nothing, as net/http then answers
@@ -298,9 +316,7 @@ func (h *Handler) forward(rec *recorder, r *http.Request, p *pool) *Upstream {
 		}
 		last = u
 		rec.err = nil
-		u.inFlight.Add(1)
-		u.proxy.ServeHTTP(rec, r)
-		u.inFlight.Add(-1)
+		u.serve(rec, r)
 		if rec.err == nil {
 			return u
 		}

@@ -11,7 +11,9 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -400,5 +402,43 @@ func TestStatusJSON(t *testing.T) {
 	want := `[{"name":"web","policy":"first","backends":[{"url":"` + b.URL + `","up":true,"healthy":true,"ejected":false,"in_flight":0,"fails":0}]}]`
 	if string(out) != want {
 		t.Errorf("Status JSON\n got %s\nwant %s", out, want)
+	}
+}
+
+// TestConcurrent runs requests, health checks and status reads at once, for
+// the race detector.
+func TestConcurrent(t *testing.T) {
+	a, b := newFlipBackend(t), newBackend(t, "b")
+	for _, policy := range []string{"round_robin", "least_conn", "random", "ip_hash", "cookie", "first"} {
+		t.Run(policy, func(t *testing.T) {
+			sel, err := NewSelector(policy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, _ := newTestMetrics(t)
+			cfg := simpleConfig(a.url, b.url, closedURL(t))
+			cfg.Metrics = m
+			cfg.Pools[0].Selector = sel
+			cfg.Pools[0].Retries = 2
+			cfg.Pools[0].Passive = PassiveCheck{Fails: 2, Window: time.Second, Cooldown: 20 * time.Millisecond}
+			cfg.Pools[0].Health = &HealthCheck{Path: "/healthz", Interval: 20 * time.Millisecond, Timeout: 20 * time.Millisecond, Fails: 1, Passes: 1}
+			h := newHandler(t, cfg)
+			var wg sync.WaitGroup
+			for i := range 8 {
+				wg.Go(func() {
+					for j := range 50 {
+						a.fail.Store(j%10 == 0)
+						w := serve(h, "GET", "https://example.com/", func(r *http.Request) {
+							r.RemoteAddr = "192.0.2." + strconv.Itoa(i) + ":1"
+						})
+						if w.Code != 200 && w.Code != 502 && w.Code != 503 {
+							t.Errorf("code %d: %+v", w.Code, h.Status())
+						}
+						_ = h.Status()
+					}
+				})
+			}
+			wg.Wait()
+		})
 	}
 }

@@ -82,6 +82,7 @@ func (s *RoundRobin) Select(pool []*Upstream, _ *http.Request, _ http.ResponseWr
 	return nil
 }
 
+// String returns the policy name, "round_robin".
 func (*RoundRobin) String() string { return "round_robin" }
 
 // LeastConn picks the available backend with the fewest requests in flight;
@@ -113,6 +114,7 @@ func (LeastConn) Select(pool []*Upstream, _ *http.Request, _ http.ResponseWriter
 	return best
 }
 
+// String returns the policy name, "least_conn".
 func (LeastConn) String() string { return "least_conn" }
 
 // Random picks an available backend uniformly at random. The zero value is
@@ -135,6 +137,7 @@ func (Random) Select(pool []*Upstream, _ *http.Request, _ http.ResponseWriter) *
 	return pick
 }
 
+// String returns the policy name, "random".
 func (Random) String() string { return "random" }
 
 // IPHash maps a client address to a backend by rendezvous (highest random
@@ -160,6 +163,7 @@ func (IPHash) Select(pool []*Upstream, r *http.Request, _ http.ResponseWriter) *
 	return best
 }
 
+// String returns the policy name, "ip_hash".
 func (IPHash) String() string { return "ip_hash" }
 
 // Cookie pins a client to a backend with the cookie CookieName. A client
@@ -193,6 +197,7 @@ func (Cookie) Select(pool []*Upstream, r *http.Request, w http.ResponseWriter) *
 	return u
 }
 
+// String returns the policy name, "cookie".
 func (Cookie) String() string { return "cookie" }
 
 // First picks the first available backend in configuration order: a primary
@@ -209,6 +214,7 @@ func (First) Select(pool []*Upstream, _ *http.Request, _ http.ResponseWriter) *U
 	return nil
 }
 
+// String returns the policy name, "first".
 func (First) String() string { return "first" }
 
 // clientHost returns the host part of r.RemoteAddr without allocating.

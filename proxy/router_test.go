@@ -108,6 +108,18 @@ func TestRouting(t *testing.T) {
 	}
 }
 
+func TestBackendBasePath(t *testing.T) {
+	b := newBackend(t, "b")
+	h := newHandler(t, simpleConfig(mustURL(t, b.URL+"/base/")))
+	w := serve(h, "GET", "https://example.com/x/y?q=1")
+	if got := w.Header().Get("X-Seen-Path"); got != "/base/x/y?q=1" {
+		t.Errorf("backend saw %q, want /base/x/y?q=1", got)
+	}
+	if w := serve(h, "CONNECT", "example.com:443", func(r *http.Request) { r.Host = "example.com" }); w.Code != http.StatusMethodNotAllowed {
+		t.Errorf("CONNECT: code %d, want 405", w.Code)
+	}
+}
+
 func TestNewRejectsBadConfig(t *testing.T) {
 	b := mustURL(t, "http://127.0.0.1:1")
 	cfg := Config{

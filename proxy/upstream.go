@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"strconv"
@@ -80,6 +81,14 @@ func (u *Upstream) Ejected() bool {
 
 // InFlight returns the number of requests being proxied to the backend.
 func (u *Upstream) InFlight() int64 { return u.inFlight.Load() }
+
+// serve proxies r to u, counting it in flight meanwhile (also when
+// ReverseProxy panics to abort the response).
+func (u *Upstream) serve(rec *recorder, r *http.Request) {
+	u.inFlight.Add(1)
+	defer u.inFlight.Add(-1)
+	u.proxy.ServeHTTP(rec, r)
+}
 
 // recordFailure counts a failed attempt of the given reason (see
 // failureReason) and feeds the passive check.

@@ -203,6 +203,11 @@ func TestHTTP01TwoSites(t *testing.T) {
 				}
 				v, ok := backendUp(m, k.backend)
 				if ok && v == 0 {
+					// The dead backend was tried (and the request retried),
+					// not skipped by an active check that happened first.
+					if f := backendSum(m, "edge_backend_failures_total", k.backend); f < 1 {
+						t.Logf("no edge_backend_failures_total for %s: the retry path was not exercised", k.backend.URL)
+					}
 					break
 				}
 				if time.Now().After(deadline) {
@@ -281,6 +286,17 @@ func fetch(c *http.Client, url string) (string, int, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return string(b), resp.StatusCode, err
+}
+
+// backendSum adds up the samples of name for b in pool web.
+func backendSum(m testenv.Metrics, name string, b *testenv.Backend) float64 {
+	var t float64
+	for _, s := range m.Find(name, "pool", "web") {
+		if l := s.Labels["backend"]; l == b.URL || l == b.Addr {
+			t += s.Value
+		}
+	}
+	return t
 }
 
 // backendUp finds edge_backend_up for b in pool web, whether edge labels

@@ -61,7 +61,6 @@ func (c *Config) ApplyDefaults() {
 		a.DNSResolvers = []string{"1.1.1.1:53", "8.8.8.8:53"}
 	}
 	setDur(&a.DNSPropagationTimeout, 2*time.Minute)
-	setDur(&a.DNSPropagationInterval, 2*time.Second)
 	for name, p := range a.DNS {
 		if p.Provider == "rfc2136" {
 			setStr(&p.KeyAlg, DefaultTSIGAlgorithm)

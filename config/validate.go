@@ -211,7 +211,7 @@ func (v *validator) acme() {
 		v.addr(fmt.Sprintf("acme.dns_resolvers[%d]", i), r, "1.1.1.1:53")
 	}
 	// A negative propagation timeout turns the check off (certmagic).
-	v.nonNeg("acme.dns_propagation_interval", a.DNSPropagationInterval)
+	v.nonNeg("acme.dns_propagation_delay", a.DNSPropagationDelay)
 	if a.RenewalWindowRatio < 0 || a.RenewalWindowRatio >= 1 {
 		v.errorf("acme.renewal_window_ratio", "must be between 0 and 1")
 	}

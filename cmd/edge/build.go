@@ -160,10 +160,11 @@ func buildDNS(cfg *config.Config, s config.Site) (*tlsmgr.DNSOptions, error) {
 	return &tlsmgr.DNSOptions{
 		ProviderName:       s.DNS,
 		Provider:           p,
-		OverrideDomain:     s.Delegate,
+		// certmagic appends its own "." to OverrideDomain.
+		OverrideDomain:     strings.TrimSuffix(strings.ToLower(s.Delegate), "."),
 		Resolvers:          cfg.ACME.DNSResolvers,
 		PropagationTimeout: cfg.ACME.DNSPropagationTimeout,
-		PropagationDelay:   0,
+		PropagationDelay:   cfg.ACME.DNSPropagationDelay,
 	}, nil
 }
 

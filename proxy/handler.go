@@ -197,6 +197,12 @@ func (h *Handler) HTTPHandler() http.Handler { return httpHandler{h} }
 
 type httpHandler struct{ h *Handler }
 
+var (
+	_ http.Handler = (*Handler)(nil)
+	_ http.Handler = httpHandler{}
+)
+
+// ServeHTTP implements http.Handler for the plain-HTTP listener.
 func (hh httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := hh.h
 	s := h.router.lookup(r.Host)
@@ -257,17 +263,24 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site) {
 
 	rec := h.recorders.Get().(*recorder)
 	rec.ResponseWriter = w
-	var up *Upstream
 	defer func() {
 		if v := recover(); v != nil {
 			// ReverseProxy aborts a response whose body copy failed with
 			// http.ErrAbortHandler once the status is out: count it, then let
 			// net/http close the connection. The recorder is not reused.
-			h.account(r, rt.stats, s.name, cmp.Or(rec.status, http.StatusBadGateway), rec.bytes, up, start)
+			h.account(r, rt.stats, s.name, cmp.Or(rec.status, http.StatusBadGateway), rec.bytes, rec.up, start)
 			panic(v)
 		}
 	}()
-	up = h.forward(rec, r, rt.pool)
+	h.forward(rec, r, rt.pool)
+	h.finish(rec, r, s, rt, start)
+	*rec = recorder{}
+	h.recorders.Put(rec)
+}
+
+// finish answers the error forward left in rec, if any and if nothing was
+// sent yet, then accounts for the request.
+func (h *Handler) finish(rec *recorder, r *http.Request, s *site, rt *route, start time.Time) {
 	code := rec.status
 	if code == 0 {
 		code = http.StatusOK // the backend wrote nothing, as net/http then answers
@@ -278,55 +291,53 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site) {
 			rec.WriteHeader(code)
 		}
 	}
-	h.account(r, rt.stats, s.name, code, rec.bytes, up, start)
-	if rec.err != nil && code >= 500 && !errors.Is(rec.err, ErrNoUpstream) {
+	h.account(r, rt.stats, s.name, code, rec.bytes, rec.up, start)
+	switch {
+	case rec.err == nil:
+	case code == StatusClientClosedRequest:
+		h.log.LogAttrs(r.Context(), slog.LevelDebug, "client closed request",
+			slog.String(logKeySite, s.name), slog.String(logKeyPath, r.URL.Path))
+	case code >= 500 && !errors.Is(rec.err, ErrNoUpstream):
 		backend := ""
-		if up != nil {
-			backend = up.name
+		if rec.up != nil {
+			backend = rec.up.name
 		}
 		h.log.LogAttrs(r.Context(), slog.LevelWarn, "proxy error",
 			slog.String(logKeySite, s.name), slog.String(logKeyPool, rt.pool.name),
 			slog.String(logKeyBackend, backend), slog.Int(logKeyStatus, code),
 			slog.String(logKeyError, rec.err.Error()))
-	} else if code == StatusClientClosedRequest {
-		h.log.LogAttrs(r.Context(), slog.LevelDebug, "client closed request",
-			slog.String(logKeySite, s.name), slog.String(logKeyPath, r.URL.Path))
 	}
-	*rec = recorder{}
-	h.recorders.Put(rec)
 }
 
 // forward sends r to a backend of p, retrying a failure to connect on the
-// other backends when that is safe. It returns the backend tried last (nil
-// when none was available) and leaves the outcome in rec: a written
-// response, or rec.err for the caller to map to a status.
-func (h *Handler) forward(rec *recorder, r *http.Request, p *pool) *Upstream {
+// other backends when that is safe. It leaves the outcome in rec: the
+// backend tried last in rec.up (nil when none was available), and a written
+// response or rec.err for finish to map to a status.
+func (h *Handler) forward(rec *recorder, r *http.Request, p *pool) {
 	candidates := p.upstreams
 	var triedBuf [4]*Upstream
 	tried := triedBuf[:0]
-	var last *Upstream
 	for attempt := 0; ; attempt++ {
 		u := p.selector.Select(candidates, r, rec)
 		if u == nil {
-			if last == nil {
+			if rec.up == nil {
 				rec.err = ErrNoUpstream
 			}
 			// else keep the last attempt's error: more telling than 503
-			return last
+			return
 		}
-		last = u
-		rec.err = nil
+		rec.up, rec.err = u, nil
 		u.serve(rec, r)
 		if rec.err == nil {
-			return u
+			return
 		}
 		reason := failureReason(rec.err)
 		if reason == "" {
-			return u
+			return
 		}
 		u.recordFailure(reason, time.Now())
 		if attempt >= p.retries || rec.wrote || !isDialError(rec.err) || !replayable(r) || r.Context().Err() != nil {
-			return u
+			return
 		}
 		// Retry on a backend not tried yet. This path is rare: allocate.
 		tried = append(tried, u)
@@ -337,7 +348,7 @@ func (h *Handler) forward(rec *recorder, r *http.Request, p *pool) *Upstream {
 		if r.GetBody != nil && r.Body != nil && r.Body != http.NoBody {
 			body, err := r.GetBody()
 			if err != nil {
-				return u
+				return
 			}
 			r.Body = body
 		}

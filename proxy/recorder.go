@@ -16,7 +16,10 @@ type recorder struct {
 	wrote  bool // a final status was sent (or the connection hijacked)
 	bytes  int64
 	err    error
+	up     *Upstream // the backend tried last
 }
+
+var _ http.Hijacker = (*recorder)(nil)
 
 // WriteHeader implements http.ResponseWriter. Informational responses
 // (1xx but 101) pass through without counting as the final status.

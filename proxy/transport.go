@@ -3,6 +3,7 @@ package proxy
 import (
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"sync"
 	"time"
 )
@@ -63,6 +64,8 @@ func newTransport(t Timeouts, https bool) *http.Transport {
 type bufferPool struct {
 	p sync.Pool
 }
+
+var _ httputil.BufferPool = (*bufferPool)(nil)
 
 func newBufferPool() *bufferPool {
 	return &bufferPool{p: sync.Pool{New: func() any { return new([copyBufferSize]byte) }}}

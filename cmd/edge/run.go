@@ -78,11 +78,20 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Open the sockets before any order starts, so the CA's first
+	// validation request queues in the backlog instead of being refused.
+	lns, err := listen(cfg)
+	if err != nil {
+		return err
+	}
 	if err := s.apply(ctx, cfg); err != nil {
+		for _, ln := range lns {
+			ln.Close()
+		}
 		return err
 	}
 	defer s.tm.Stop()
-	return s.serve(ctx, cfg)
+	return s.serve(ctx, cfg, lns)
 }
 
 // nodeName is hostname:port of the plain-HTTP listener: unique per edge on
@@ -194,7 +203,25 @@ func (s *server) reload(ctx context.Context, why string) {
 	s.logger.Info("reloaded", zap.String("trigger", why))
 }
 
-func (s *server) serve(ctx context.Context, cfg *config.Config) error {
+// listen opens the http, https and admin sockets, in that order.
+func listen(cfg *config.Config) ([]net.Listener, error) {
+	var lns []net.Listener
+	for _, l := range []struct{ name, addr string }{
+		{"http", cfg.Listen.HTTP}, {"https", cfg.Listen.HTTPS}, {"admin", cfg.Admin.Listen},
+	} {
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			for _, o := range lns {
+				o.Close()
+			}
+			return nil, fmt.Errorf("listening for %s on %s: %w", l.name, l.addr, err)
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
+func (s *server) serve(ctx context.Context, cfg *config.Config, sockets []net.Listener) error {
 	log := s.logger
 	errLog := zap.NewStdLog(log.Named("http").WithOptions(zap.IncreaseLevel(zap.WarnLevel)))
 	lim := cfg.Limits
@@ -231,26 +258,17 @@ func (s *server) serve(ctx context.Context, cfg *config.Config) error {
 
 	type listener struct {
 		name string
-		addr string
 		srv  *http.Server
 		tls  bool
 	}
 	lns := []listener{
-		{"http", cfg.Listen.HTTP, httpSrv, false},
-		{"https", cfg.Listen.HTTPS, httpsSrv, true},
-		{"admin", cfg.Admin.Listen, adminSrv, false},
+		{"http", httpSrv, false},
+		{"https", httpsSrv, true},
+		{"admin", adminSrv, false},
 	}
 	errc := make(chan error, len(lns))
-	var opened []net.Listener
-	for _, l := range lns {
-		ln, err := net.Listen("tcp", l.addr)
-		if err != nil {
-			for _, o := range opened {
-				o.Close()
-			}
-			return fmt.Errorf("listening for %s on %s: %w", l.name, l.addr, err)
-		}
-		opened = append(opened, ln)
+	for i, l := range lns {
+		ln := sockets[i]
 		log.Info("listening", zap.String("listener", l.name), zap.String("addr", ln.Addr().String()))
 		go func() {
 			var err error

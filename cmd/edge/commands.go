@@ -32,6 +32,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 func cmdValidate(args []string, stdout io.Writer) error {
 	fs := newFlagSet("validate")
 	path := fs.String("config", defaultConfigPath(), "config file")
+	checkDNS := fs.Bool("check-dns", false, "also check that every delegate: CNAME is in place")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -40,6 +41,15 @@ func cmdValidate(args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: ok: %s\n", *path, cfg.Summary())
+	if *checkDNS {
+		lines, failed := checkDelegations(context.Background(), cfg)
+		for _, l := range lines {
+			fmt.Fprintln(stdout, l)
+		}
+		if failed > 0 {
+			return fmt.Errorf("%d delegated names lack their _acme-challenge CNAME", failed)
+		}
+	}
 	return nil
 }
 

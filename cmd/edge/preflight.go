@@ -53,7 +53,7 @@ func cmdPreflight(ctx context.Context, args []string, stdout io.Writer) error {
 	defer func() { _ = storage.Delete(context.WithoutCancel(ctx), key) }()
 
 	results := challenge.Preflight{Attempts: *attempts, ConnectTo: *connect}.Check(ctx, names, probe)
-	failed := 0
+	dnsLines, failed := checkDelegations(ctx, cfg)
 	for _, r := range results {
 		if r.Failed() > 0 {
 			failed++
@@ -62,14 +62,17 @@ func cmdPreflight(ctx context.Context, args []string, stdout io.Writer) error {
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]any{"results": results, "skipped_dns01": skipped}); err != nil {
+		if err := enc.Encode(map[string]any{"results": results, "dns01": skipped, "delegations": dnsLines}); err != nil {
 			return err
 		}
 	} else {
 		printPreflight(stdout, results, skipped)
+		for _, l := range dnsLines {
+			fmt.Fprintln(stdout, l)
+		}
 	}
 	if failed > 0 {
-		return fmt.Errorf("preflight: %d of %d names have HTTP-01 requests that no edge could answer", failed, len(results))
+		return fmt.Errorf("preflight: %d checks failed: HTTP-01 requests that no edge could answer, or missing delegations", failed)
 	}
 	return nil
 }
@@ -103,7 +106,7 @@ func printPreflight(w io.Writer, results []challenge.Result, skipped []string) {
 	}
 	_ = tw.Flush()
 	for _, s := range skipped {
-		fmt.Fprintf(w, "%s: uses DNS-01, not probed\n", s)
+		fmt.Fprintf(w, "%s: uses DNS-01, not probed over HTTP\n", s)
 	}
 }
 
@@ -117,4 +120,28 @@ func uniq(ss []string) []string {
 		}
 	}
 	return out
+}
+
+// checkDelegations verifies, for every site with delegate:, that
+// _acme-challenge.HOST is a CNAME to the delegated name, as the first
+// configured resolver sees it. It returns one line per host.
+func checkDelegations(ctx context.Context, cfg *config.Config) (lines []string, failed int) {
+	resolver := "1.1.1.1:53"
+	if len(cfg.ACME.DNSResolvers) > 0 {
+		resolver = cfg.ACME.DNSResolvers[0]
+	}
+	for _, s := range cfg.Sites {
+		if s.Delegate == "" {
+			continue
+		}
+		for _, h := range s.Hosts {
+			if err := challenge.CheckDelegation(ctx, resolver, h, s.Delegate); err != nil {
+				failed++
+				lines = append(lines, fmt.Sprintf("%s: FAIL: %v", h, err))
+				continue
+			}
+			lines = append(lines, fmt.Sprintf("%s: ok: _acme-challenge delegated to %s", h, s.Delegate))
+		}
+	}
+	return lines, failed
 }

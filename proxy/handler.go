@@ -363,7 +363,9 @@ func replayable(r *http.Request) bool {
 	default:
 		return false
 	}
-	return r.Body == nil || r.Body == http.NoBody || r.GetBody != nil
+	// Go's HTTP/2 server gives every request a Body, even a GET without
+	// one; a declared length of zero is as replayable as no body.
+	return r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || r.GetBody != nil
 }
 
 // account records a finished request in the metrics and the access log.

@@ -151,6 +151,9 @@ func (s *server) apply(ctx context.Context, cfg *config.Config) error {
 	pc.Metrics = s.pmetrics
 	pc.Logger = s.slog
 	pc.AccessLog = cfg.Log.Access == nil || *cfg.Log.Access
+	if _, port, err := splitListen(cfg.Listen.HTTPS); err == nil {
+		pc.HTTPSPort = port
+	}
 	storage, err := buildStorage(cfg.Storage)
 	if err != nil {
 		return err

@@ -127,7 +127,11 @@ func (s *Storage) Lock(ctx context.Context, name string) error {
 		select {
 		case <-timer.C:
 		case <-ctx.Done():
-			s.abandon(name, token)
+			if err != nil { // the last attempt's outcome is unknown
+				s.abandon(name, token)
+			} else {
+				s.unclaim(name)
+			}
 			return s.metrics.op("lock", ctx.Err())
 		case <-s.ctx.Done():
 			s.unclaim(name)

@@ -10,7 +10,8 @@ import (
 	"time"
 )
 
-// LockInfo describes one held lock, as Locks reports it.
+// LockInfo describes one held lock, as Locks reports it. It is plain data;
+// its JSON form is {"name", "holder", "acquired", "age_seconds"}.
 type LockInfo struct {
 	Name     string        `json:"name"`
 	Holder   string        `json:"holder"`      // the holder's Options.Instance

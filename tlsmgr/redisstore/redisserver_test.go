@@ -25,6 +25,7 @@ type redisServer struct {
 	cmd    *exec.Cmd
 	exited chan struct{}
 	frozen bool
+	extra  []string // extra redis-server arguments
 }
 
 func redisBinary(t testing.TB) string {
@@ -52,9 +53,9 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func startRedis(t testing.TB) *redisServer {
+func startRedis(t testing.TB, extra ...string) *redisServer {
 	t.Helper()
-	r := &redisServer{t: t, bin: redisBinary(t), port: freePort(t), dir: t.TempDir()}
+	r := &redisServer{t: t, bin: redisBinary(t), port: freePort(t), dir: t.TempDir(), extra: extra}
 	r.addr = fmt.Sprintf("127.0.0.1:%d", r.port)
 	t.Cleanup(r.stop)
 	r.start()
@@ -63,10 +64,12 @@ func startRedis(t testing.TB) *redisServer {
 
 func (r *redisServer) start() {
 	r.t.Helper()
-	r.cmd = exec.Command(r.bin,
+	args := []string{
 		"--port", fmt.Sprint(r.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "yes", "--dir", r.dir,
-		"--logfile", filepath.Join(r.dir, "redis.log"))
+		"--logfile", filepath.Join(r.dir, "redis.log"),
+	}
+	r.cmd = exec.Command(r.bin, append(args, r.extra...)...)
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatalf("starting redis-server: %v", err)
 	}

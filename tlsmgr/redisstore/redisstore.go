@@ -15,6 +15,15 @@
 //
 // Values and the index change together in one Lua script, so a reader never
 // sees a file that List does not show or the reverse.
+//
+// The lock is a lease (SET NX PX with a random token), not a fencing token:
+// a holder that stalls past its lease, or loses Redis for that long, may
+// overlap with the next holder until its keepalive reports the loss (at the
+// latest when the lease it last confirmed runs out). Redis replication is
+// asynchronous, so a Sentinel or Cluster failover can lose a lock that the
+// old master had just granted. certmagic tolerates both: it re-checks
+// storage after taking a lock. A lease lengthened by RenewLockLease also
+// lengthens how long a crashed holder blocks others.
 package redisstore
 
 import (

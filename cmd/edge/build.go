@@ -4,6 +4,7 @@ package main
 // options of proxy, tlsmgr, challenge and admin.
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -23,6 +25,7 @@ import (
 	"github.com/farmedge/edge/config"
 	"github.com/farmedge/edge/proxy"
 	"github.com/farmedge/edge/tlsmgr"
+	"github.com/farmedge/edge/tlsmgr/redisstore"
 )
 
 // buildLogger makes the root logger from log: {level, format}.
@@ -55,11 +58,39 @@ func orDefault(s, def string) string {
 	return s
 }
 
-// buildStorage makes the certmagic storage named by storage.type.
-func buildStorage(sc config.Storage) (certmagic.Storage, error) {
+// storageDeps are the process-wide parts a storage needs.
+type storageDeps struct {
+	node    string // holder name in lock listings
+	logger  *zap.Logger
+	metrics *redisstore.Metrics
+}
+
+// buildStorage makes the certmagic storage named by storage.type. For
+// redis it wraps the store in a tlsmgr.Mirror, a local read-only copy of
+// certificates under storage.path used while Redis is unreachable.
+func buildStorage(sc config.Storage, deps storageDeps) (certmagic.Storage, error) {
+	dir := orDefault(sc.Path, "/var/lib/edge")
 	switch sc.Type {
 	case "", "file":
-		return &certmagic.FileStorage{Path: orDefault(sc.Path, "/var/lib/edge")}, nil
+		return &certmagic.FileStorage{Path: dir}, nil
+	case "redis":
+		opts := redisstore.Options{
+			Addrs:    strings.Split(sc.Address, ","),
+			Password: sc.Password,
+			DB:       sc.DB,
+			Prefix:   sc.Prefix,
+			Instance: deps.node,
+			Metrics:  deps.metrics,
+			Logger:   deps.logger,
+		}
+		if sc.TLS {
+			opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		rs, err := redisstore.New(opts)
+		if err != nil {
+			return nil, fmt.Errorf("storage: %w", err)
+		}
+		return &tlsmgr.Mirror{Storage: rs, Dir: filepath.Join(dir, "redis-copy"), Logger: deps.logger}, nil
 	}
 	return nil, fmt.Errorf("storage.type %q is not supported by this build", sc.Type)
 }
@@ -158,8 +189,8 @@ func buildDNS(cfg *config.Config, s config.Site) (*tlsmgr.DNSOptions, error) {
 		return nil, err
 	}
 	return &tlsmgr.DNSOptions{
-		ProviderName:       s.DNS,
-		Provider:           p,
+		ProviderName: s.DNS,
+		Provider:     p,
 		// certmagic appends its own "." to OverrideDomain.
 		OverrideDomain:     strings.TrimSuffix(strings.ToLower(s.Delegate), "."),
 		Resolvers:          cfg.ACME.DNSResolvers,

@@ -8,8 +8,11 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"go.uber.org/zap"
+
 	"github.com/farmedge/edge/challenge"
 	"github.com/farmedge/edge/config"
+	"github.com/farmedge/edge/tlsmgr"
 )
 
 // cmdPreflight checks, for every name that uses HTTP-01, that requests for
@@ -28,12 +31,12 @@ func cmdPreflight(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	storage, err := buildStorage(cfg.Storage)
+	storage, err := buildStorage(cfg.Storage, storageDeps{node: "preflight", logger: zap.NewNop()})
 	if err != nil {
 		return err
 	}
-	if c, ok := storage.(interface{ Close() error }); ok {
-		defer c.Close()
+	if m, ok := storage.(*tlsmgr.Mirror); ok {
+		defer m.Storage.(interface{ Close() error }).Close()
 	}
 	var names, skipped []string
 	for _, s := range cfg.Sites {

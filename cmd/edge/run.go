@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/caddyserver/certmagic"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
@@ -25,6 +26,7 @@ import (
 	"github.com/farmedge/edge/config"
 	"github.com/farmedge/edge/proxy"
 	"github.com/farmedge/edge/tlsmgr"
+	"github.com/farmedge/edge/tlsmgr/redisstore"
 )
 
 // drainTimeout bounds how long SIGTERM waits for in-flight requests.
@@ -39,6 +41,7 @@ type server struct {
 	slog   *slog.Logger
 
 	reg      *prometheus.Registry
+	smetrics *redisstore.Metrics
 	pmetrics *proxy.Metrics
 	cmetrics *challenge.Metrics
 	tm       *tlsmgr.Manager
@@ -46,8 +49,10 @@ type server struct {
 	reloadOK prometheus.Gauge
 	reloadTS prometheus.Gauge
 
-	mu  sync.Mutex // serialises reloads
-	gen atomic.Pointer[generation]
+	mu       sync.Mutex // serialises reloads; guards store
+	store    certmagic.Storage
+	storeCfg config.Storage
+	gen      atomic.Pointer[generation]
 }
 
 // generation is what one config builds; requests use the one current when
@@ -118,6 +123,9 @@ func newServer(path string, logger *zap.Logger, node string) (*server, error) {
 	if s.cmetrics, err = challenge.NewMetrics(s.reg); err != nil {
 		return nil, err
 	}
+	if s.smetrics, err = redisstore.NewMetrics(s.reg); err != nil {
+		return nil, err
+	}
 	tmetrics, err := tlsmgr.NewMetrics(s.reg)
 	if err != nil {
 		return nil, err
@@ -154,7 +162,7 @@ func (s *server) apply(ctx context.Context, cfg *config.Config) error {
 	if _, port, err := splitListen(cfg.Listen.HTTPS); err == nil {
 		pc.HTTPSPort = port
 	}
-	storage, err := buildStorage(cfg.Storage)
+	storage, err := s.storage(cfg.Storage)
 	if err != nil {
 		return err
 	}
@@ -185,6 +193,61 @@ func (s *server) apply(ctx context.Context, cfg *config.Config) error {
 	s.reloadTS.SetToCurrentTime()
 	s.logger.Info("config applied", zap.String("config", s.path), zap.String("summary", cfg.Summary()))
 	return nil
+}
+
+// storage returns the storage for sc, reusing the running one when the
+// storage section did not change: its client, its held locks and their
+// keepalives must outlive a reload. A changed section builds a new one; the
+// old one is left to the orders still using it (never closed under them).
+func (s *server) storage(sc config.Storage) (certmagic.Storage, error) {
+	if s.store != nil && s.storeCfg == sc {
+		return s.store, nil
+	}
+	st, err := buildStorage(sc, storageDeps{node: s.node, logger: s.logger.Named("storage"), metrics: s.smetrics})
+	if err != nil {
+		return nil, err
+	}
+	if s.store != nil {
+		s.logger.Info("storage configuration changed; new orders use the new storage")
+	}
+	s.store, s.storeCfg = st, sc
+	return st, nil
+}
+
+// ready is /readyz: every configured name has a certificate in memory.
+// A shared store that cannot be reached does not make edge unready (it
+// serves from memory and its local copy) but is reported, as "storage:
+// unreachable: ...", so an operator sees it.
+func (s *server) ready() (bool, []string) {
+	ok, missing := s.tm.Ready()
+	s.mu.Lock()
+	st := s.store
+	s.mu.Unlock()
+	if m, isMirror := st.(*tlsmgr.Mirror); isMirror {
+		if rs, isRedis := m.Storage.(*redisstore.Storage); isRedis {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			if err := rs.Ping(ctx); err != nil {
+				missing = append(missing, "storage: unreachable: "+err.Error())
+			}
+		}
+	}
+	return ok, missing
+}
+
+// locks lists the storage locks held across the cluster (redis only).
+func (s *server) locks(r *http.Request) (any, error) {
+	s.mu.Lock()
+	st := s.store
+	s.mu.Unlock()
+	if m, ok := st.(*tlsmgr.Mirror); ok {
+		st = m.Storage
+	}
+	rs, ok := st.(*redisstore.Storage)
+	if !ok {
+		return nil, &admin.StatusError{Code: http.StatusNotFound, Err: errors.New("lock listing needs storage type redis")}
+	}
+	return rs.Locks(r.Context())
 }
 
 // reload re-reads the config file; a bad file is logged and leaves the
@@ -250,12 +313,13 @@ func (s *server) serve(ctx context.Context, cfg *config.Config, sockets []net.Li
 	httpsSrv.TLSConfig = s.tm.TLSConfig()
 	adminSrv := newServer(admin.New(admin.Options{
 		Gatherer: s.reg,
-		Ready:    s.tm.Ready,
+		Ready:    s.ready,
 		Token:    cfg.Admin.Token,
 		API: map[string]func(*http.Request) (any, error){
 			"certificates": func(*http.Request) (any, error) { return s.tm.Certificates(), nil },
 			"pools":        func(*http.Request) (any, error) { return s.gen.Load().proxy.Status(), nil },
 			"renew":        s.apiRenew,
+			"locks":        s.locks,
 		},
 	}))
 

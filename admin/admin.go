@@ -19,7 +19,9 @@ import (
 type Options struct {
 	// Gatherer is what /metrics exposes.
 	Gatherer prometheus.Gatherer
-	// Ready reports readiness for /readyz and what is missing.
+	// Ready reports readiness for /readyz and the problems seen (names
+	// without a certificate, an unreachable store); problems may be listed
+	// while still ready.
 	Ready func() (bool, []string)
 	// API maps a path under /api/ ("certificates") to a function whose
 	// result is written as JSON. An error with StatusError sets the code.
@@ -47,15 +49,15 @@ func New(opts Options) http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ready, missing := true, []string(nil)
+		ready, problems := true, []string(nil)
 		if opts.Ready != nil {
-			ready, missing = opts.Ready()
+			ready, problems = opts.Ready()
 		}
 		code := http.StatusOK
 		if !ready {
 			code = http.StatusServiceUnavailable
 		}
-		writeJSON(w, code, map[string]any{"ready": ready, "missing": missing})
+		writeJSON(w, code, map[string]any{"ready": ready, "problems": problems})
 	})
 	if opts.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))

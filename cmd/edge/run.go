@@ -228,7 +228,7 @@ func (s *server) ready() (bool, []string) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
 			if err := rs.Ping(ctx); err != nil {
-				missing = append(missing, "storage: unreachable: "+err.Error())
+				missing = append(missing, "storage unreachable (serving from memory and the local copy): "+err.Error())
 			}
 		}
 	}

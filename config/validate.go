@@ -22,7 +22,7 @@ var (
 	storageTypes   = []string{"file", "redis"}
 	exportTypes    = []string{"pem_dir", "pfx_dir", "sftp", "exec", "azure_keyvault"}
 	pfxEncryptions = []string{"modern", "legacy"}
-	tsigAlgorithms = []string{"hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1", "hmac-md5"}
+	tsigAlgorithms = []string{"hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1"}
 	logLevels      = []string{"debug", "info", "warn", "error"}
 	logFormats     = []string{"json", "text"}
 )

@@ -54,13 +54,13 @@ type ACME struct {
 	EAB          EAB      `yaml:"eab"`
 	Challenges   []string `yaml:"challenges"` // http-01, tls-alpn-01; default both
 	DNSResolvers []string `yaml:"dns_resolvers"`
-	// DNSPropagationTimeout bounds certmagic's check that the TXT record
-	// is visible at DNSResolvers (default 2m; negative skips the check,
-	// which then polls every 2 s, fixed in certmagic). DNSPropagationDelay
-	// waits before the first check (default 0).
-	DNSPropagationTimeout time.Duration          `yaml:"dns_propagation_timeout"`
-	DNSPropagationDelay   time.Duration          `yaml:"dns_propagation_delay"`
-	DNS                   map[string]DNSProvider `yaml:"dns"`
+	// DNSPropagationTimeout bounds edge's check that the TXT record is
+	// visible at every DNSResolvers entry (default 2m); the check runs every
+	// DNSPropagationInterval (default 2s) after DNSPropagationDelay (default 0).
+	DNSPropagationTimeout  time.Duration          `yaml:"dns_propagation_timeout"`
+	DNSPropagationInterval time.Duration          `yaml:"dns_propagation_interval"`
+	DNSPropagationDelay    time.Duration          `yaml:"dns_propagation_delay"`
+	DNS                    map[string]DNSProvider `yaml:"dns"`
 	// RenewalWindowRatio is the fraction of a certificate's lifetime left
 	// when renewal starts (certmagic's default 1/3 when 0).
 	RenewalWindowRatio float64 `yaml:"renewal_window_ratio"`

@@ -60,6 +60,7 @@ func (c *Config) ApplyDefaults() {
 	if len(a.DNSResolvers) == 0 {
 		a.DNSResolvers = []string{"1.1.1.1:53", "8.8.8.8:53"}
 	}
+	setDur(&a.DNSPropagationInterval, 2*time.Second)
 	setDur(&a.DNSPropagationTimeout, 2*time.Minute)
 	for name, p := range a.DNS {
 		if p.Provider == "rfc2136" {

@@ -188,7 +188,7 @@ pools:
 			Challenges:             []string{"http-01", "tls-alpn-01"},
 			DNSResolvers:           []string{"1.1.1.1:53", "8.8.8.8:53"},
 			DNSPropagationTimeout:  2 * time.Minute,
-			DNSPropagationDelay: 0,
+			DNSPropagationInterval: 2 * time.Second,
 		},
 		Storage: Storage{Type: "file", Path: "/var/lib/edge"},
 		Limits:  Limits{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 65536},

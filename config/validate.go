@@ -212,6 +212,7 @@ func (v *validator) acme() {
 	}
 	// A negative propagation timeout turns the check off (certmagic).
 	v.nonNeg("acme.dns_propagation_delay", a.DNSPropagationDelay)
+	v.nonNeg("acme.dns_propagation_interval", a.DNSPropagationInterval)
 	if a.RenewalWindowRatio < 0 || a.RenewalWindowRatio >= 1 {
 		v.errorf("acme.renewal_window_ratio", "must be between 0 and 1")
 	}

@@ -23,6 +23,18 @@ type Mirror struct {
 	certmagic.Storage
 	Dir    string
 	Logger *zap.Logger
+	// MaxLockLease caps the lease RenewLockLease asks the shared store for;
+	// 0 passes certmagic's request through unchanged.
+	//
+	// certmagic (v0.25.6, Config.renewLockLease) asks, at the start of
+	// every obtain attempt, for a lease of the next retry interval plus
+	// CertObtainTimeout: 2.5 min on the first attempt, up to 6 h later.
+	// A store whose own keepalive extends the lease while the holder lives
+	// (redisstore) does not need that to keep a live holder's lock, and a
+	// holder killed mid-order would block every other edge from the name
+	// for the whole of it. Set it to the store's lease: the call still
+	// checks that the lock is held.
+	MaxLockLease time.Duration
 }
 
 var _ certmagic.Storage = (*Mirror)(nil)
@@ -171,8 +183,12 @@ func (m *Mirror) TryLock(ctx context.Context, name string) (bool, error) {
 	return false, errors.New("storage cannot try locks")
 }
 
-// RenewLockLease implements certmagic.LockLeaseRenewer when the shared store does.
+// RenewLockLease implements certmagic.LockLeaseRenewer when the shared
+// store does, asking for at most MaxLockLease.
 func (m *Mirror) RenewLockLease(ctx context.Context, name string, d time.Duration) error {
+	if m.MaxLockLease > 0 && d > m.MaxLockLease {
+		d = m.MaxLockLease
+	}
 	if lr, ok := m.Storage.(certmagic.LockLeaseRenewer); ok {
 		return lr.RenewLockLease(ctx, name, d)
 	}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/certmagic"
 )
@@ -99,5 +100,40 @@ func TestMirrorServesLocalCopyWhenSharedStoreIsDown(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, certKey)); !os.IsNotExist(err) {
 		t.Fatalf("local copy not removed with the key: %v", err)
+	}
+}
+
+// leaseRecorder is a storage that records the leases asked for.
+type leaseRecorder struct {
+	certmagic.FileStorage
+	leases []time.Duration
+}
+
+func (l *leaseRecorder) RenewLockLease(_ context.Context, _ string, d time.Duration) error {
+	l.leases = append(l.leases, d)
+	return nil
+}
+
+func TestMirrorCapsLockLease(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		max, asks time.Duration
+		want      time.Duration
+	}{
+		// certmagic's first attempt: 1 min retry interval + 90 s obtain timeout.
+		{"certmagic first attempt capped", 10 * time.Second, 150 * time.Second, 10 * time.Second},
+		{"shorter request kept", 10 * time.Second, 5 * time.Second, 5 * time.Second},
+		{"no cap passes through", 0, 150 * time.Second, 150 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &leaseRecorder{FileStorage: certmagic.FileStorage{Path: t.TempDir()}}
+			m := &Mirror{Storage: rec, Dir: t.TempDir(), MaxLockLease: tc.max}
+			if err := m.RenewLockLease(t.Context(), "issue_cert_a.test", tc.asks); err != nil {
+				t.Fatal(err)
+			}
+			if len(rec.leases) != 1 || rec.leases[0] != tc.want {
+				t.Fatalf("store asked for %v, want [%s]", rec.leases, tc.want)
+			}
+		})
 	}
 }

@@ -90,7 +90,9 @@ func buildStorage(sc config.Storage, deps storageDeps) (certmagic.Storage, error
 		if err != nil {
 			return nil, fmt.Errorf("storage: %w", err)
 		}
-		return &tlsmgr.Mirror{Storage: rs, Dir: filepath.Join(dir, "redis-copy"), Logger: deps.logger}, nil
+		// The store's keepalive holds a live holder's lock; certmagic's
+		// minutes-long lease requests would only keep a crashed holder's.
+		return &tlsmgr.Mirror{Storage: rs, Dir: filepath.Join(dir, "redis-copy"), Logger: deps.logger, MaxLockLease: redisstore.DefaultLockLease}, nil
 	}
 	return nil, fmt.Errorf("storage.type %q is not supported by this build", sc.Type)
 }

@@ -131,9 +131,24 @@ func (f *farm) waitReady(t *testing.T) {
 	t.Helper()
 	for _, e := range f.edges {
 		if err := e.WaitReady(readyTimeout); err != nil {
-			t.Fatalf("%v", err)
+			t.Fatalf("%v\nwarnings and errors in %s's log:\n%s", err, e.Name, problemLines(e.Log()))
 		}
 	}
+}
+
+// problemLines picks the warn and error lines out of an edge's JSON log,
+// which the tail printed on failure buries under debug lines.
+func problemLines(log string) string {
+	var out []string
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, `"level":"warn"`) || strings.Contains(line, `"level":"error"`) {
+			out = append(out, line)
+		}
+	}
+	if len(out) > 40 {
+		out = out[len(out)-40:]
+	}
+	return strings.Join(out, "\n")
 }
 
 // challengeCounts sums edge_acme_challenge_requests_total by source and
@@ -283,7 +298,8 @@ func TestRedisFarm(t *testing.T) {
 	per, sum := countChallenges(t, f.edges)
 	st := peb.Stats()
 	perName := validationsPerName(st)
-	t.Logf("pebble: %d orders, %d issued, %d HTTP-01 requests, validation requests per name %v", st.Orders, st.Issued, st.HTTPAttempts, perName)
+	t.Logf("pebble: %d accounts, %d orders, %d issued, %d HTTP-01 requests, validation requests per name %v",
+		st.Accounts, st.Orders, st.Issued, st.HTTPAttempts, perName)
 
 	// Exactly one order per name, seen from both ends.
 	if st.Orders != len(names) || st.Issued != len(names) {
@@ -691,6 +707,14 @@ func TestPeersFarm(t *testing.T) {
 	for _, e := range f.edges {
 		checkCertificates(t, e, peb, names)
 	}
+
+	// Preflight with edge A's config places the probe in A's storage
+	// only; B and C answer it by asking their peers.
+	_, out, code := runPreflight(t, "-config", f.edges[0].ConfigPath, "-connect", testenv.Addr(lbPort), "-attempts", "3")
+	t.Logf("edge preflight on the peers farm (exit %d):\n%s", code, out)
+	if code != 0 {
+		t.Errorf("edge preflight on a healthy peers farm exited %d, want 0", code)
+	}
 	for i, e := range f.edges {
 		if err := e.Stop(); err != nil {
 			t.Errorf("edge %c on SIGTERM: %v", 'A'+i, err)
@@ -708,11 +732,13 @@ type preflightResult struct {
 	} `json:"attempts"`
 }
 
-func runPreflight(t *testing.T, args ...string) (string, int) {
+// runPreflight runs `edge preflight args...` and returns its stdout, its
+// stdout followed by its stderr, and its exit code.
+func runPreflight(t *testing.T, args ...string) (stdout, all string, code int) {
 	t.Helper()
 	cmd := exec.Command(testenv.BuildEdge(t), append([]string{"preflight"}, args...)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
 	done := make(chan error, 1)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -720,13 +746,13 @@ func runPreflight(t *testing.T, args ...string) (string, int) {
 	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
-		return out.String(), testenv.ExitCode(err)
+		return out.String(), out.String() + errOut.String(), testenv.ExitCode(err)
 	case <-time.After(60 * time.Second):
 		_ = cmd.Process.Kill()
 		<-done
-		t.Fatalf("edge preflight %v did not finish in 60 s:\n%s", args, out.String())
+		t.Fatalf("edge preflight %v did not finish in 60 s:\n%s%s", args, out.String(), errOut.String())
 	}
-	return "", -1
+	return "", "", -1
 }
 
 // TestPreflight: `edge preflight` through HAProxy passes on a healthy Redis
@@ -749,7 +775,7 @@ func TestPreflight(t *testing.T) {
 	f.waitReady(t)
 
 	cfgPath := f.edges[0].ConfigPath
-	out, code := runPreflight(t, "-config", cfgPath, "-connect", lb.Addr, "-attempts", "6")
+	_, out, code := runPreflight(t, "-config", cfgPath, "-connect", lb.Addr, "-attempts", "6")
 	t.Logf("edge preflight on the healthy farm (exit %d):\n%s", code, out)
 	if code != 0 {
 		t.Errorf("edge preflight on a healthy farm exited %d, want 0", code)
@@ -767,7 +793,7 @@ func TestPreflight(t *testing.T) {
 	f.confs = confs
 	lb = testenv.StartHAProxy(t, testenv.HAProxyOptions{Port: lbPort, Backends: f.httpAddrs(), Mode: "tcp", Balance: "roundrobin"})
 
-	out, code = runPreflight(t, "-config", cfgPath, "-connect", lb.Addr, "-attempts", "8")
+	_, out, code = runPreflight(t, "-config", cfgPath, "-connect", lb.Addr, "-attempts", "8")
 	t.Logf("edge preflight with %s not sharing the store (exit %d):\n%s", badNode, code, out)
 	if code != 1 {
 		t.Errorf("edge preflight exited %d, want 1", code)
@@ -776,7 +802,7 @@ func TestPreflight(t *testing.T) {
 		t.Errorf("preflight output does not name the broken node %s among the failures", badNode)
 	}
 
-	jsonOut, code := runPreflight(t, "-config", cfgPath, "-connect", lb.Addr, "-attempts", "8", "-json")
+	jsonOut, _, code := runPreflight(t, "-config", cfgPath, "-connect", lb.Addr, "-attempts", "8", "-json")
 	if code != 1 {
 		t.Errorf("edge preflight -json exited %d, want 1", code)
 	}

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"net/url"
@@ -199,6 +200,19 @@ func buildDNS(cfg *config.Config, s config.Site) (*tlsmgr.DNSOptions, error) {
 		PropagationTimeout: cfg.ACME.DNSPropagationTimeout,
 		PropagationDelay:   cfg.ACME.DNSPropagationDelay,
 	}, nil
+}
+
+// buildPeers makes the peer asker of cluster:, or nil when there is none.
+// Peers need the shared secret: without it every ask is refused, so
+// tokens placed by another edge would fail validation silently.
+func buildPeers(cc config.Cluster, logger *slog.Logger) (*challenge.Peers, error) {
+	if len(cc.Peers) == 0 && cc.Secret == "" {
+		return nil, nil
+	}
+	if cc.Secret == "" {
+		return nil, errors.New("cluster.peers: set cluster.secret or cluster.secret_file (the same on every edge); peers refuse unsigned asks")
+	}
+	return &challenge.Peers{URLs: cc.Peers, Secret: []byte(cc.Secret), Logger: logger}, nil
 }
 
 // unsupported lists configured features this build does not implement yet,

@@ -152,6 +152,9 @@ func (s *server) apply(ctx context.Context, cfg *config.Config) error {
 	if err := unsupported(cfg); err != nil {
 		return err
 	}
+	if _, err := buildPeers(cfg.Cluster, nil); err != nil {
+		return err
+	}
 	pc, err := buildProxy(cfg)
 	if err != nil {
 		return err
@@ -409,9 +412,8 @@ func (s *server) buildHTTP(cfg *config.Config, storage challenge.Loader, ph *pro
 		Logger:  s.slog.With("component", "challenge"),
 		Node:    s.node,
 	}
-	var peers *challenge.Peers
-	if len(cfg.Cluster.Peers) > 0 || cfg.Cluster.Secret != "" {
-		peers = &challenge.Peers{URLs: cfg.Cluster.Peers, Secret: []byte(cfg.Cluster.Secret), Logger: opts.Logger}
+	peers, _ := buildPeers(cfg.Cluster, opts.Logger) // checked in apply
+	if peers != nil {
 		opts.Fallback = peers
 	}
 	h := challenge.NewHTTPHandler(opts, ph.HTTPHandler())

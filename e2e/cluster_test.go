@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,10 +82,32 @@ func nodeName(t *testing.T, httpPort int) string {
 type farm struct {
 	confs []clusterConf
 	edges []*testenv.Edge
+	// gate, if set, holds the edges' connections to the ACME API until
+	// start has seen every edge listening.
+	gate *relay
 }
 
-// newFarmConfs makes n configs alike but for ports and local directories.
-func newFarmConfs(t *testing.T, n int, peb *testenv.Pebble, backends []string, sites []site, redisAddr string) []clusterConf {
+// caGate is a relay in front of Pebble's ACME API that holds connections
+// until it is opened, and the directory URL through it. Edges start about a
+// second apart (each launch runs `edge validate` first, slower still with
+// -race), and the first to start would order, and have Pebble validate
+// through HAProxy, while the others are not listening yet: HAProxy would
+// then hand Pebble a closed connection. With the gate no order starts
+// before every edge listens.
+func caGate(t *testing.T, peb *testenv.Pebble) (*relay, string) {
+	t.Helper()
+	u, err := url.Parse(peb.DirectoryURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := startRelay(t, testenv.FreePort(t))
+	gate.pebble = u.Host
+	return gate, "https://" + gate.ln.Addr().String() + u.Path
+}
+
+// newFarmConfs makes n configs alike but for ports and local directories,
+// ordering from the ACME directory ca (Pebble's, or a gate in front of it).
+func newFarmConfs(t *testing.T, n int, ca string, peb *testenv.Pebble, backends []string, sites []site, redisAddr string) []clusterConf {
 	ports := testenv.FreePorts(t, 3*n)
 	confs := make([]clusterConf, n)
 	for i := range confs {
@@ -93,7 +116,7 @@ func newFarmConfs(t *testing.T, n int, peb *testenv.Pebble, backends []string, s
 				httpPort: ports[3*i], httpsPort: ports[3*i+1], adminPort: ports[3*i+2],
 				// The same CA URL spelling on every edge: certmagic keys
 				// stored challenges and certificates by it.
-				ca: peb.DirectoryURL, caRoot: peb.MinicaRootFile,
+				ca: ca, caRoot: peb.MinicaRootFile,
 				challenges: []string{"http-01"},
 				storage:    filepath.Join(t.TempDir(), fmt.Sprintf("edge%d", i)),
 				sites:      sites,
@@ -124,6 +147,9 @@ func (f *farm) start(t *testing.T) {
 		if err := e.WaitHealthy(30 * time.Second); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if f.gate != nil {
+		f.gate.forward(f.gate.pebble, true)
 	}
 }
 
@@ -286,7 +312,8 @@ func TestRedisFarm(t *testing.T) {
 	b1 := testenv.NewBackend(t, 1, 0)
 	b2 := testenv.NewBackend(t, 2, 0)
 	sites := farmSites(12)
-	f := &farm{confs: newFarmConfs(t, 3, peb, []string{b1.URL, b2.URL}, sites, rds.Addr)}
+	gate, ca := caGate(t, peb)
+	f := &farm{gate: gate, confs: newFarmConfs(t, 3, ca, peb, []string{b1.URL, b2.URL}, sites, rds.Addr)}
 	names := f.confs[0].names()
 	testenv.StartHAProxy(t, testenv.HAProxyOptions{Port: lbPort, Backends: f.httpAddrs(), Mode: "tcp", Balance: "roundrobin"})
 
@@ -473,18 +500,20 @@ func TestRedisFarm(t *testing.T) {
 	}
 }
 
-// relay is what Pebble's validator dials in TestRedisKillMidIssuance: it
-// holds connections open without answering until forward is called, then
-// relays new connections to an edge. Held connections are closed by
-// forward.
+// relay holds the TCP connections it accepts, unanswered, until forward is
+// called; then it relays them (or closes them) and relays every new one to
+// the target. It is what Pebble's validator dials in
+// TestRedisKillMidIssuance, and the gate in front of Pebble's API (caGate).
 type relay struct {
-	ln net.Listener
+	ln     net.Listener
+	pebble string // caGate's target
 
-	mu       sync.Mutex
-	target   string
-	held     []net.Conn
-	accepted int
-	wg       sync.WaitGroup
+	mu     sync.Mutex
+	target string
+	held   []net.Conn
+	open   []net.Conn // relayed connections, both ends
+	closed bool
+	wg     sync.WaitGroup
 }
 
 func startRelay(t *testing.T, port int) *relay {
@@ -506,7 +535,6 @@ func (r *relay) serve() {
 			return
 		}
 		r.mu.Lock()
-		r.accepted++
 		target := r.target
 		if target == "" {
 			r.held = append(r.held, c)
@@ -514,17 +542,21 @@ func (r *relay) serve() {
 			continue
 		}
 		r.mu.Unlock()
-		r.wg.Go(func() { pipe(c, target) })
+		r.wg.Go(func() { r.pipe(c, target) })
 	}
 }
 
-func pipe(c net.Conn, target string) {
+// pipe relays c to target until either side closes.
+func (r *relay) pipe(c net.Conn, target string) {
 	defer c.Close()
 	up, err := net.DialTimeout("tcp", target, 2*time.Second)
 	if err != nil {
 		return
 	}
 	defer up.Close()
+	if !r.track(c, up) {
+		return
+	}
 	done := make(chan struct{})
 	go func() {
 		_, _ = io.Copy(up, c)
@@ -538,6 +570,18 @@ func pipe(c net.Conn, target string) {
 	<-done
 }
 
+// track records open connections for close; it reports false once the
+// relay is closed.
+func (r *relay) track(conns ...net.Conn) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	r.open = append(r.open, conns...)
+	return true
+}
+
 // waiting reports how many connections are held unanswered.
 func (r *relay) waiting() int {
 	r.mu.Lock()
@@ -545,20 +589,33 @@ func (r *relay) waiting() int {
 	return len(r.held)
 }
 
-func (r *relay) forward(target string) {
+// forward relays new connections to target; held ones are relayed too
+// when keepHeld is set, else closed.
+func (r *relay) forward(target string, keepHeld bool) {
 	r.mu.Lock()
 	r.target = target
 	held := r.held
 	r.held = nil
 	r.mu.Unlock()
 	for _, c := range held {
+		if keepHeld && target != "" {
+			r.wg.Go(func() { r.pipe(c, target) })
+			continue
+		}
 		c.Close()
 	}
 }
 
 func (r *relay) close() {
 	r.ln.Close()
-	r.forward("")
+	r.forward("", false)
+	r.mu.Lock()
+	r.closed = true
+	open := r.open
+	r.mu.Unlock()
+	for _, c := range open {
+		c.Close()
+	}
 	r.wg.Wait()
 }
 
@@ -574,7 +631,7 @@ func TestRedisKillMidIssuance(t *testing.T) {
 	peb := testenv.StartPebble(t, testenv.PebbleOptions{HTTPPort: lbPort, DNSServer: cts.DNSAddr})
 	rl := startRelay(t, lbPort)
 	b1 := testenv.NewBackend(t, 1, 0)
-	confs := newFarmConfs(t, 2, peb, []string{b1.URL}, []site{{hosts: []string{"kill.test"}}}, rds.Addr)
+	confs := newFarmConfs(t, 2, peb.DirectoryURL, peb, []string{b1.URL}, []site{{hosts: []string{"kill.test"}}}, rds.Addr)
 	lockName := "issue_cert_kill.test"
 	nodeA := nodeName(t, confs[0].httpPort)
 
@@ -601,7 +658,7 @@ func TestRedisKillMidIssuance(t *testing.T) {
 	killed := time.Now()
 
 	// B comes up; the path to the edges now leads to B.
-	rl.forward(testenv.Addr(confs[1].httpPort))
+	rl.forward(testenv.Addr(confs[1].httpPort), false)
 	b := testenv.StartEdge(t, confs[1].yaml())
 	if locks, err := getLocks(b); err == nil {
 		t.Logf("%s after the kill, B sees locks %+v", time.Since(killed).Round(time.Millisecond), locks)
@@ -668,7 +725,8 @@ func TestPeersFarm(t *testing.T) {
 	lbPort := testenv.FreePort(t)
 	peb := testenv.StartPebble(t, testenv.PebbleOptions{HTTPPort: lbPort, DNSServer: cts.DNSAddr})
 	b1 := testenv.NewBackend(t, 1, 0)
-	f := &farm{confs: newFarmConfs(t, 3, peb, []string{b1.URL}, farmSites(6), "")}
+	gate, ca := caGate(t, peb)
+	f := &farm{gate: gate, confs: newFarmConfs(t, 3, ca, peb, []string{b1.URL}, farmSites(6), "")}
 	for i := range f.confs {
 		for j, o := range f.confs {
 			if j != i {
@@ -766,10 +824,11 @@ func TestPreflight(t *testing.T) {
 	peb := testenv.StartPebble(t, testenv.PebbleOptions{HTTPPort: lbPort, DNSServer: cts.DNSAddr})
 	b1 := testenv.NewBackend(t, 1, 0)
 	sites := []site{{hosts: []string{"pre1.farm.test", "pre2.farm.test"}}}
-	confs := newFarmConfs(t, 4, peb, []string{b1.URL}, sites, rds.Addr)
+	gate, ca := caGate(t, peb)
+	confs := newFarmConfs(t, 4, ca, peb, []string{b1.URL}, sites, rds.Addr)
 	// The fourth edge does not share the store.
 	confs[3].redis = ""
-	f := &farm{confs: confs[:3]}
+	f := &farm{gate: gate, confs: confs[:3]}
 	lb := testenv.StartHAProxy(t, testenv.HAProxyOptions{Port: lbPort, Backends: f.httpAddrs(), Mode: "tcp", Balance: "roundrobin"})
 	f.start(t)
 	f.waitReady(t)

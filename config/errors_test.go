@@ -148,8 +148,10 @@ sites: [{hosts: [a.example.com], routes: [{path: /, pool: web}]}]
 			[]string{`1:12: on_demand needs ask or allow`}},
 		{"bad on_demand rate", `on_demand: {ask: "http://app/ok", rate: ten}` + base, nil,
 			[]string{`1:41: invalid rate "ten"`}},
-		{"bad cluster peer", `cluster: {peers: ["http://edge-2:80", "edge-3"]}` + base, nil,
-			[]string{`1:39: invalid URL "edge-3"`}},
+		{"bad cluster peer", `cluster: {secret: s, peers: ["http://edge-2:80", "edge-3"]}` + base, nil,
+			[]string{`1:50: invalid URL "edge-3"`}},
+		{"peers without secret", `cluster: {peers: ["http://edge-2:80"]}` + base, nil,
+			[]string{`1:10: cluster.peers needs secret or secret_file`}},
 		{"unknown policy", `
 pools:
   web: {policy: round-robin, backends: ["http://127.0.0.1:8080"]}

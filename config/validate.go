@@ -145,6 +145,9 @@ func (v *validator) run() {
 	for i, p := range c.Cluster.Peers {
 		v.url(fmt.Sprintf("cluster.peers[%d]", i), p, "http", "https")
 	}
+	if len(c.Cluster.Peers) > 0 && c.Cluster.Secret == "" {
+		v.errorf("cluster.secret", "cluster.peers needs secret or secret_file: peers refuse unsigned asks")
+	}
 	for i, p := range c.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err != nil {
 			if _, err := netip.ParseAddr(p); err != nil {

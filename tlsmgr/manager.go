@@ -155,6 +155,7 @@ func (m *Manager) Apply(ctx context.Context, opts Options) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.metrics.initOrders(opts.CA)
 
 	gctx, cancel := context.WithCancel(ctx)
 	g := &generation{opts: opts, byName: map[string]*certmagic.Config{}, cancel: cancel}

@@ -34,6 +34,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
+// initOrders exposes zero counters for a CA so that increase() and alerts
+// see the first failure after a start.
+func (m *Metrics) initOrders(issuer string) {
+	if m != nil {
+		m.orders.WithLabelValues(issuer, "success")
+		m.orders.WithLabelValues(issuer, "failure")
+	}
+}
+
 func (m *Metrics) order(issuer, result string) {
 	if m != nil {
 		m.orders.WithLabelValues(issuer, result).Inc()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -35,6 +36,10 @@ type Mirror struct {
 	// for the whole of it. Set it to the store's lease: the call still
 	// checks that the lock is held.
 	MaxLockLease time.Duration
+
+	// degraded is set while reads are served from the local copy, so the
+	// outage is logged once (and its end once), not for every key.
+	degraded atomic.Bool
 }
 
 var _ certmagic.Storage = (*Mirror)(nil)
@@ -84,13 +89,17 @@ func (m *Mirror) Store(ctx context.Context, key string, value []byte) error {
 func (m *Mirror) Load(ctx context.Context, key string) ([]byte, error) {
 	v, err := m.Storage.Load(ctx, key)
 	if err == nil {
+		if m.degraded.Swap(false) && m.Logger != nil {
+			m.Logger.Info("shared storage reachable again")
+		}
 		m.save(key, v)
 		return v, nil
 	}
 	if unreachable(err) && mirrored(key) {
 		if lv, lerr := os.ReadFile(m.local(key)); lerr == nil {
-			if m.Logger != nil {
-				m.Logger.Warn("shared storage unreachable; serving local copy", zap.String("key", key), zap.Error(err))
+			if !m.degraded.Swap(true) && m.Logger != nil {
+				m.Logger.Warn("shared storage unreachable; serving certificates from the local copy until it is back",
+					zap.String("dir", m.Dir), zap.String("first_key", key), zap.Error(err))
 			}
 			return lv, nil
 		}

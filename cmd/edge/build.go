@@ -191,14 +191,25 @@ func buildDNS(cfg *config.Config, s config.Site) (*tlsmgr.DNSOptions, error) {
 	if err != nil {
 		return nil, err
 	}
+	// edge checks propagation itself (its errors say which resolver saw
+	// what, and it removes the record when the check fails), so certmagic's
+	// own check is turned off (-1). A negative timeout turns both off.
+	if a := cfg.ACME; a.DNSPropagationTimeout >= 0 {
+		p = challenge.WithPropagationCheck(p, challenge.Propagation{
+			Resolvers: a.DNSResolvers,
+			Timeout:   a.DNSPropagationTimeout,
+			Interval:  a.DNSPropagationInterval,
+			Delay:     a.DNSPropagationDelay,
+		})
+	}
 	return &tlsmgr.DNSOptions{
 		ProviderName: s.DNS,
 		Provider:     p,
 		// certmagic appends its own "." to OverrideDomain.
-		OverrideDomain:     strings.TrimSuffix(strings.ToLower(s.Delegate), "."),
+		OverrideDomain: strings.TrimSuffix(strings.ToLower(s.Delegate), "."),
+		// certmagic still uses them to find each record's zone (SOA).
 		Resolvers:          cfg.ACME.DNSResolvers,
-		PropagationTimeout: cfg.ACME.DNSPropagationTimeout,
-		PropagationDelay:   cfg.ACME.DNSPropagationDelay,
+		PropagationTimeout: -1,
 	}, nil
 }
 

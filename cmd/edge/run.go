@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 	"github.com/caddyserver/certmagic"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
 
@@ -79,6 +81,9 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer func() { _ = logger.Sync() }()
+	// go-redis logs through a process-wide logger of its own (unstructured,
+	// to stderr); main owns process-wide state, so route it into ours.
+	redis.SetLogger(redisLogger{logger.Named("redis")})
 	s, err := newServer(*path, logger, nodeName(cfg))
 	if err != nil {
 		return err
@@ -436,6 +441,14 @@ func (s *server) apiRenew(r *http.Request) (any, error) {
 		return nil, &admin.StatusError{Code: code, Err: err}
 	}
 	return map[string]string{"renewing": name}, nil
+}
+
+// redisLogger adapts go-redis's Printf logging to zap, at warn level: it
+// logs connection-pool failures (Redis unreachable), which /readyz also shows.
+type redisLogger struct{ l *zap.Logger }
+
+func (r redisLogger) Printf(_ context.Context, format string, v ...any) {
+	r.l.Warn(strings.TrimSpace(fmt.Sprintf(format, v...)))
 }
 
 // fileWatcher notices a change of a file's size or modification time.

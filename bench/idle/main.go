@@ -1,0 +1,110 @@
+// Command idle opens -n TLS connections to a server, sends one HTTP/1.1
+// request on each and reads the answer (so each is an idle keep-alive
+// connection, as a browser leaves them), prints "open N" once all are
+// established and then holds them, sending nothing, until SIGTERM/SIGINT
+// or -hold has passed.
+//
+//	idle -addr 127.0.0.1:8443 -sni bench.test -n 2000 -hold 60s
+package main
+
+import (
+	"bufio"
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8443", "server address")
+	sni := flag.String("sni", "bench.test", "TLS server name and Host header")
+	n := flag.Int("n", 2000, "connections")
+	par := flag.Int("p", 20, "connections opened in parallel")
+	hold := flag.Duration("hold", 60*time.Second, "longest time to hold the connections")
+	flag.Parse()
+
+	cfg := &tls.Config{
+		ServerName:         *sni,
+		InsecureSkipVerify: true,
+		NextProtos:         []string{"http/1.1"},
+		CurvePreferences:   []tls.CurveID{tls.X25519},
+	}
+	req := []byte("GET / HTTP/1.1\r\nHost: " + *sni + "\r\nUser-Agent: idle\r\n\r\n")
+	conns := make([]net.Conn, *n)
+	var next, failed atomic.Int64
+	var lastErr atomic.Value
+	var wg sync.WaitGroup
+	for range *par {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= *n {
+					return
+				}
+				c, err := open(*addr, cfg, req)
+				if err != nil {
+					failed.Add(1)
+					lastErr.Store(err.Error())
+					continue
+				}
+				conns[i] = c
+			}
+		}()
+	}
+	wg.Wait()
+	if f := failed.Load(); f > 0 {
+		fmt.Fprintf(os.Stderr, "idle: %d of %d connections failed; last error: %v\n", f, *n, lastErr.Load())
+	}
+	fmt.Printf("open %d\n", int64(*n)-failed.Load())
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	select {
+	case <-sig:
+	case <-time.After(*hold):
+	}
+	for _, c := range conns {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+func open(addr string, cfg *tls.Config, req []byte) (net.Conn, error) {
+	raw, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	c := tls.Client(raw, cfg)
+	fail := func(err error) (net.Conn, error) { raw.Close(); return nil, err }
+	if err := c.Handshake(); err != nil {
+		return fail(err)
+	}
+	if _, err := c.Write(req); err != nil {
+		return fail(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return fail(err)
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return fail(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fail(fmt.Errorf("status %s", resp.Status))
+	}
+	raw.SetDeadline(time.Time{})
+	return c, nil
+}

@@ -2,7 +2,7 @@
 # whole suite (installing what is missing first). Quiet unless something fails.
 GO ?= go
 
-.PHONY: all deps build demo test vet clean
+.PHONY: all deps build demo test vet bench clean
 all: build
 
 deps:
@@ -20,6 +20,9 @@ vet:
 test: deps vet
 	@$(GO) test -race ./proxy/... ./tlsmgr/... ./challenge/...
 	@$(GO) test -count=1 -timeout 12m ./...
+
+bench: deps build
+	@bench/run
 
 clean:
 	@rm -f bin/edge

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -26,9 +25,11 @@ type Options struct {
 	// API maps a path under /api/ ("certificates") to a function whose
 	// result is written as JSON. An error with StatusError sets the code.
 	API map[string]func(*http.Request) (any, error)
-	// Token, when set, is required as "Authorization: Bearer TOKEN" on
-	// everything but /healthz and /readyz.
-	Token  string
+	// Token, when non-nil and returning non-empty, is required as
+	// "Authorization: Bearer TOKEN" on everything but /healthz and
+	// /readyz. It is asked on every request, so a reload that rotates the
+	// token takes effect at once.
+	Token  func() string
 	Logger *slog.Logger
 }
 
@@ -84,13 +85,13 @@ func New(opts Options) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"service": "edge", "endpoints": paths})
 	})
-	if opts.Token == "" {
+	if opts.Token == nil {
 		return mux
 	}
-	want := []byte("Bearer " + opts.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" &&
-			subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+		token := opts.Token()
+		if token != "" && r.URL.Path != "/healthz" && r.URL.Path != "/readyz" &&
+			subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+token)) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="edge"`)
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
 			return
@@ -105,14 +106,4 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
-}
-
-// IsLoopback reports whether a listen address binds only loopback.
-func IsLoopback(addr string) bool {
-	host := addr
-	if i := strings.LastIndex(addr, ":"); i >= 0 {
-		host = addr[:i]
-	}
-	host = strings.Trim(host, "[]")
-	return host == "localhost" || strings.HasPrefix(host, "127.") || host == "::1"
 }

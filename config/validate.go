@@ -210,6 +210,14 @@ func (v *validator) acme() {
 		}
 		seen[ch] = true
 	}
+	if !seen["http-01"] && !seen["tls-alpn-01"] {
+		for _, st := range v.c.Sites {
+			if st.DNS == "" && len(st.Hosts) > 0 {
+				v.errorf("acme.challenges", "site %s has no dns: so it needs http-01 or tls-alpn-01 (dns-01 is used only where a site sets dns)", st.Hosts[0])
+				break
+			}
+		}
+	}
 	for i, r := range a.DNSResolvers {
 		v.addr(fmt.Sprintf("acme.dns_resolvers[%d]", i), r, "1.1.1.1:53")
 	}

@@ -97,8 +97,9 @@ type Manager struct {
 	cur    atomic.Pointer[generation]
 	status *statusBook
 
-	mu      sync.Mutex // serialises Apply
-	wg      sync.WaitGroup
+	mu       sync.Mutex // serialises Apply
+	wg       sync.WaitGroup
+	renewing sync.Map // name -> true while a forced renewal runs
 	stopped atomic.Bool
 }
 
@@ -109,6 +110,7 @@ type generation struct {
 	issuers []*certmagic.ACMEIssuer
 	byName  map[string]*certmagic.Config
 	names   []string
+	ctx     context.Context
 	cancel  context.CancelFunc
 }
 
@@ -158,7 +160,7 @@ func (m *Manager) Apply(ctx context.Context, opts Options) error {
 	m.metrics.initOrders(opts.CA)
 
 	gctx, cancel := context.WithCancel(ctx)
-	g := &generation{opts: opts, byName: map[string]*certmagic.Config{}, cancel: cancel}
+	g := &generation{opts: opts, byName: map[string]*certmagic.Config{}, ctx: gctx, cancel: cancel}
 	for _, grp := range opts.Groups {
 		cfg, iss := m.buildConfig(opts, grp)
 		g.configs = append(g.configs, cfg)
@@ -249,6 +251,11 @@ func (m *Manager) onEvent(opts Options) func(ctx context.Context, event string, 
 		case "cert_failed":
 			msg := "unknown error"
 			if err, ok := data["error"].(error); ok && err != nil {
+				if errors.Is(err, context.Canceled) {
+					// Stopped by a reload or shutdown, not refused by the CA.
+					m.status.set(name, StatePending, "")
+					return nil
+				}
 				msg = err.Error()
 			}
 			m.status.set(name, StateFailed, msg)
@@ -337,21 +344,51 @@ func (m *Manager) HandleHTTPChallenge(w http.ResponseWriter, r *http.Request) (b
 	return false, ""
 }
 
-// Renew forces a renewal of name now, in the background.
-func (m *Manager) Renew(ctx context.Context, name string) error {
+// Renew forces a renewal of name in the background and returns at once
+// (certmagic's RenewCertAsync runs, with its retries, in the caller). When
+// it succeeds the new certificate is loaded into the cache and the old one
+// dropped, so it serves at once. The generation's context bounds it.
+func (m *Manager) Renew(_ context.Context, name string) error {
 	g := m.cur.Load()
 	if g == nil {
 		return errors.New("no configuration")
 	}
-	cfg, ok := g.byName[normalise(name)]
+	name = normalise(name)
+	cfg, ok := g.byName[name]
 	if !ok {
 		return fmt.Errorf("%s: %w", name, ErrNotManaged)
 	}
-	return cfg.RenewCertAsync(ctx, name, true)
+	if _, busy := m.renewing.LoadOrStore(name, true); busy {
+		return fmt.Errorf("%s: %w", name, ErrRenewing)
+	}
+	var old []string
+	for _, c := range m.cache.AllMatchingCertificates(name) {
+		if slices.Contains(c.Names, name) {
+			old = append(old, c.Hash())
+		}
+	}
+	m.wg.Go(func() {
+		defer m.renewing.Delete(name)
+		log := m.logger.With(zap.String("identifier", name))
+		if err := cfg.RenewCertAsync(g.ctx, name, true); err != nil {
+			log.Error("forced renewal failed; the current certificate keeps serving", zap.Error(err))
+			return
+		}
+		if _, err := cfg.CacheManagedCertificate(g.ctx, name); err != nil {
+			log.Error("loading the renewed certificate", zap.Error(err))
+			return
+		}
+		m.cache.Remove(old)
+		log.Info("forced renewal done; serving the new certificate")
+	})
+	return nil
 }
 
-// ErrNotManaged is returned for a name edge does not manage.
-var ErrNotManaged = errors.New("name not managed")
+// Errors of Renew.
+var (
+	ErrNotManaged = errors.New("name not managed")
+	ErrRenewing   = errors.New("a forced renewal is already running")
+)
 
 // Stop ends certificate maintenance, releases this instance's locks and
 // waits for export callbacks.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/farmedge/edge/config"
+	"github.com/farmedge/edge/proxy"
 )
 
 func newFlagSet(name string) *flag.FlagSet {
@@ -40,6 +42,9 @@ func cmdValidate(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := checkBuild(cfg); err != nil {
+		return fmt.Errorf("%s: %w", *path, err)
+	}
 	fmt.Fprintf(stdout, "%s: ok: %s\n", *path, cfg.Summary())
 	if *checkDNS {
 		lines, failed := checkDelegations(context.Background(), cfg)
@@ -51,6 +56,30 @@ func cmdValidate(args []string, stdout io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// checkBuild runs the translation edge run would do (without listening,
+// contacting storage or the CA), so validate refuses what run would.
+func checkBuild(cfg *config.Config) error {
+	var errs []error
+	errs = append(errs, unsupported(cfg))
+	if _, err := buildPeers(cfg.Cluster, nil); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := buildTLS(cfg, nil); err != nil {
+		errs = append(errs, err)
+	}
+	pc, err := buildProxy(cfg)
+	if err == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		var ph *proxy.Handler
+		if ph, err = proxy.New(ctx, pc); err == nil {
+			ph.Close()
+		}
+		cancel()
+	}
+	errs = append(errs, err)
+	return errors.Join(errs...)
 }
 
 // adminClient talks to a running edge's admin API.

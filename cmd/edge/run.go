@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,9 +52,10 @@ type server struct {
 	reloadOK prometheus.Gauge
 	reloadTS prometheus.Gauge
 
-	mu       sync.Mutex // serialises reloads; guards store
+	mu       sync.Mutex // serialises reloads; guards store, storeCfg, tlsKey
 	store    certmagic.Storage
 	storeCfg config.Storage
+	tlsKey   *tlsInputs
 	gen      atomic.Pointer[generation]
 }
 
@@ -170,25 +172,38 @@ func (s *server) apply(ctx context.Context, cfg *config.Config) error {
 	if _, port, err := splitListen(cfg.Listen.HTTPS); err == nil {
 		pc.HTTPSPort = port
 	}
-	storage, err := s.storage(cfg.Storage)
+	storage, fresh, err := s.storage(cfg.Storage)
 	if err != nil {
 		return err
 	}
+	discard := func() {
+		if fresh {
+			closeStorage(storage)
+		}
+	}
 	topts, err := buildTLS(cfg, storage)
 	if err != nil {
+		discard()
 		return err
 	}
 	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	ph, err := proxy.New(gctx, pc)
 	if err != nil {
 		cancel()
+		discard()
 		return err
 	}
-	// Names are managed for the life of the process, not of a request.
-	if err := s.tm.Apply(context.WithoutCancel(ctx), topts); err != nil {
-		ph.Close()
-		cancel()
-		return err
+	// Re-applying unchanged TLS inputs would cancel orders in flight (a
+	// touch of the file reloads), so only a change reaches tlsmgr. Names
+	// are managed for the life of the process, not of a request.
+	key := tlsInputsOf(cfg)
+	if fresh || s.tlsKey == nil || !reflect.DeepEqual(*s.tlsKey, key) {
+		if err := s.tm.Apply(context.WithoutCancel(ctx), topts); err != nil {
+			ph.Close()
+			cancel()
+			discard()
+			return err
+		}
 	}
 	gen := &generation{cfg: cfg, proxy: ph, cancel: cancel}
 	gen.http = s.buildHTTP(cfg, storage, ph)
@@ -197,29 +212,60 @@ func (s *server) apply(ctx context.Context, cfg *config.Config) error {
 		old.cancel()
 		old.proxy.Close()
 	}
+	if fresh && s.store != nil {
+		// The old store is left to the orders still using it (never closed
+		// under them); new orders use the new one.
+		s.logger.Info("storage configuration changed; new orders use the new storage")
+	}
+	s.store, s.storeCfg, s.tlsKey = storage, cfg.Storage, &key
 	s.reloadOK.Set(1)
 	s.reloadTS.SetToCurrentTime()
 	s.logger.Info("config applied", zap.String("config", s.path), zap.String("summary", cfg.Summary()))
 	return nil
 }
 
-// storage returns the storage for sc, reusing the running one when the
-// storage section did not change: its client, its held locks and their
-// keepalives must outlive a reload. A changed section builds a new one; the
-// old one is left to the orders still using it (never closed under them).
-func (s *server) storage(sc config.Storage) (certmagic.Storage, error) {
+// tlsInputs is what tlsmgr.Options are built from; a reload that leaves it
+// unchanged leaves certificate management alone.
+type tlsInputs struct {
+	ACME    config.ACME
+	Listen  config.Listen
+	Storage config.Storage
+	Sites   []siteTLS
+}
+
+type siteTLS struct {
+	Hosts         []string
+	DNS, Delegate string
+}
+
+func tlsInputsOf(cfg *config.Config) tlsInputs {
+	k := tlsInputs{ACME: cfg.ACME, Listen: cfg.Listen, Storage: cfg.Storage}
+	for _, st := range cfg.Sites {
+		k.Sites = append(k.Sites, siteTLS{Hosts: st.Hosts, DNS: st.DNS, Delegate: st.Delegate})
+	}
+	return k
+}
+
+// storage returns the storage for sc: the running one when the storage
+// section did not change (its client, held locks and keepalives must
+// outlive a reload), else a new one (fresh), which apply commits only once
+// the whole generation is built.
+func (s *server) storage(sc config.Storage) (st certmagic.Storage, fresh bool, err error) {
 	if s.store != nil && s.storeCfg == sc {
-		return s.store, nil
+		return s.store, false, nil
 	}
-	st, err := buildStorage(sc, storageDeps{node: s.node, logger: s.logger.Named("storage"), metrics: s.smetrics})
-	if err != nil {
-		return nil, err
+	st, err = buildStorage(sc, storageDeps{node: s.node, logger: s.logger.Named("storage"), metrics: s.smetrics})
+	return st, err == nil, err
+}
+
+// closeStorage releases a storage's connections, if it has any.
+func closeStorage(st certmagic.Storage) {
+	if m, ok := st.(*tlsmgr.Mirror); ok {
+		st = m.Storage
 	}
-	if s.store != nil {
-		s.logger.Info("storage configuration changed; new orders use the new storage")
+	if c, ok := st.(interface{ Close() error }); ok {
+		_ = c.Close()
 	}
-	s.store, s.storeCfg = st, sc
-	return st, nil
 }
 
 // ready is /readyz: every configured name has a certificate in memory.
@@ -266,6 +312,9 @@ func (s *server) reload(ctx context.Context, why string) {
 		old := s.gen.Load().cfg
 		if cfg.Listen != old.Listen || cfg.Admin.Listen != old.Admin.Listen {
 			s.logger.Warn("listen addresses changed: restart edge to apply them", zap.String("config", s.path))
+		}
+		if cfg.Limits != old.Limits || cfg.Log.Level != old.Log.Level || cfg.Log.Format != old.Log.Format {
+			s.logger.Warn("limits or log level/format changed: restart edge to apply them", zap.String("config", s.path))
 		}
 		err = s.apply(ctx, cfg)
 	}
@@ -322,7 +371,7 @@ func (s *server) serve(ctx context.Context, cfg *config.Config, sockets []net.Li
 	adminSrv := newServer(admin.New(admin.Options{
 		Gatherer: s.reg,
 		Ready:    s.ready,
-		Token:    cfg.Admin.Token,
+		Token:    func() string { return s.gen.Load().cfg.Admin.Token },
 		API: map[string]func(*http.Request) (any, error){
 			"certificates": func(*http.Request) (any, error) { return s.tm.Certificates(), nil },
 			"pools":        func(*http.Request) (any, error) { return s.gen.Load().proxy.Status(), nil },

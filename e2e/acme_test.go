@@ -53,6 +53,9 @@ func TestHTTP01TwoSites(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if got := m.Sum("edge_acme_challenges_total", "type", "http-01", "result", "success"); int(got) != len(names) {
+			t.Errorf("edge_acme_challenges_total{type=http-01,result=success} = %g, want %d:\n%s", got, len(names), m.Dump("edge_acme_challenges_total"))
+		}
 		if got := m.Sum("edge_acme_orders_total", "result", "success"); int(got) != len(names) {
 			t.Errorf("edge_acme_orders_total{result=success} = %g, want %d:\n%s", got, len(names), m.Dump("edge_acme_orders_total"))
 		}

@@ -93,6 +93,8 @@ type Manager struct {
 	logger  *zap.Logger
 	metrics *Metrics
 	cache   *certmagic.Cache
+	// challenges counts edge_acme_challenges_total from the ACME client's log.
+	challenges *challengeCounter
 
 	cur    atomic.Pointer[generation]
 	status *statusBook
@@ -100,7 +102,7 @@ type Manager struct {
 	mu       sync.Mutex // serialises Apply
 	wg       sync.WaitGroup
 	renewing sync.Map // name -> true while a forced renewal runs
-	stopped atomic.Bool
+	stopped  atomic.Bool
 }
 
 // generation is the state built by one Apply.
@@ -120,7 +122,7 @@ func New(logger *zap.Logger, metrics *Metrics) *Manager {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	m := &Manager{logger: logger, metrics: metrics, status: newStatusBook()}
+	m := &Manager{logger: logger, metrics: metrics, status: newStatusBook(), challenges: newChallengeCounter(metrics)}
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: m.configForCert,
 		Logger:           logger.Named("cache"),
@@ -213,7 +215,7 @@ func (m *Manager) buildConfig(opts Options, grp Group) (*certmagic.Config, *cert
 		ListenHost:              opts.ListenHost,
 		AltHTTPPort:             opts.HTTPPort,
 		AltTLSALPNPort:          opts.TLSPort,
-		Logger:                  log.Named("acme"),
+		Logger:                  log.Named("acme").WithOptions(zap.WrapCore(m.challenges.wrap)),
 	})
 	if grp.DNS != nil {
 		iss.DNS01Solver = &certmagic.DNS01Solver{

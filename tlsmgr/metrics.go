@@ -7,6 +7,7 @@ import (
 // Metrics are the counters tlsmgr updates. Make them once per process with
 // NewMetrics; a nil *Metrics records nothing. Safe for concurrent use.
 type Metrics struct {
+	challenges *prometheus.CounterVec
 	orders     *prometheus.CounterVec
 	handshakes *prometheus.CounterVec
 }
@@ -14,6 +15,10 @@ type Metrics struct {
 // NewMetrics registers edge_acme_orders_total and edge_tls_handshakes_total.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
+		challenges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edge_acme_challenges_total",
+			Help: "ACME challenges this instance attempted, by type (http-01, tls-alpn-01, dns-01) and result (success, failure).",
+		}, []string{"type", "result"}),
 		orders: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edge_acme_orders_total",
 			Help: "ACME orders this instance completed, by CA directory URL and result (success, failure).",
@@ -23,7 +28,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "TLS handshakes on the HTTPS listener by result (ok, no_certificate, no_config).",
 		}, []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{m.orders, m.handshakes} {
+	for _, c := range []prometheus.Collector{m.challenges, m.orders, m.handshakes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -40,6 +45,12 @@ func (m *Metrics) initOrders(issuer string) {
 	if m != nil {
 		m.orders.WithLabelValues(issuer, "success")
 		m.orders.WithLabelValues(issuer, "failure")
+	}
+}
+
+func (m *Metrics) challenge(typ, result string) {
+	if m != nil && typ != "" {
+		m.challenges.WithLabelValues(typ, result).Inc()
 	}
 }
 

@@ -53,7 +53,9 @@ func NewHTTPHandler(opts HTTPOptions, next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if opts.Node != "" {
+		// Only probes learn which edge answered: the name of a node is no
+		// business of anyone asking for random tokens.
+		if opts.Node != "" && strings.HasPrefix(r.URL.Path, PathPrefix+probePrefix) {
 			w.Header().Set(NodeHeader, opts.Node)
 		}
 		if ok, source := opts.Solver.HandleHTTPChallenge(w, r); ok {

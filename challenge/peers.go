@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -36,9 +37,15 @@ type Peers struct {
 	Secret []byte
 	// Client is used for asks; nil means a client with a 3 s timeout.
 	Client *http.Client
-	Logger *slog.Logger
+	// Manages, if set, limits asks to hosts this edge serves, so a scanner
+	// requesting random names cannot make it query every peer.
+	Manages func(host string) bool
+	Logger  *slog.Logger
 	// now is time.Now; tests replace it.
 	now func() time.Time
+
+	once sync.Once
+	own  *http.Client
 }
 
 var _ Fallback = (*Peers)(nil)
@@ -47,7 +54,30 @@ func (p *Peers) client() *http.Client {
 	if p.Client != nil {
 		return p.Client
 	}
-	return &http.Client{Timeout: 3 * time.Second}
+	p.once.Do(func() {
+		// Its own transport (never http.DefaultTransport) and no redirects:
+		// an answer is a 200 from the peer itself or nothing.
+		p.own = &http.Client{
+			Timeout:       3 * time.Second,
+			Transport:     &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	})
+	return p.own
+}
+
+// validToken reports whether s can be an ACME token (RFC 8555 §8.1: base64url,
+// at least 128 bits of entropy, so 22 characters or more) or a probe.
+func validToken(s string) bool {
+	if len(s) < 22 || len(s) > 256 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func (p *Peers) clock() time.Time {
@@ -63,29 +93,42 @@ func (p *Peers) mac(host, token string, ts int64) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// ServeChallenge asks each peer in turn for the token in r and copies the
-// first 200 answer. It reports whether one answered.
+// ServeChallenge asks all peers at once for the token in r and copies the
+// first 200 answer (one dead peer must not hide the others: the CA validates
+// from several places within seconds). It reports whether one answered.
 func (p *Peers) ServeChallenge(w http.ResponseWriter, r *http.Request) bool {
-	if p == nil || len(p.URLs) == 0 {
+	if p == nil || len(p.URLs) == 0 || r.Method != http.MethodGet {
 		return false
 	}
 	token := strings.TrimPrefix(r.URL.Path, PathPrefix)
-	if token == "" || strings.Contains(token, "/") {
+	host := strings.ToLower(hostOnly(r.Host))
+	if !validToken(token) || (p.Manages != nil && !p.Manages(host)) {
 		return false
 	}
-	host := hostOnly(r.Host)
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
+	type answer struct {
+		peer string
+		body []byte
+		err  error
+	}
+	answers := make(chan answer, len(p.URLs))
 	for _, base := range p.URLs {
-		body, err := p.ask(ctx, base, host, token)
-		if err != nil {
-			p.log().Debug("peer did not answer challenge", "peer", base, "host", host, "error", err)
+		go func() {
+			body, err := p.ask(ctx, base, host, token)
+			answers <- answer{base, body, err}
+		}()
+	}
+	for range p.URLs {
+		a := <-answers
+		if a.err != nil {
+			p.log().Debug("peer did not answer challenge", "peer", a.peer, "host", host, "error", a.err)
 			continue
 		}
 		w.Header().Set("Content-Type", "text/plain")
-		_, _ = w.Write(body)
-		p.log().Info("served key authentication from peer", "peer", base, "host", host)
-		return true
+		_, _ = w.Write(a.body)
+		p.log().Info("served key authentication from peer", "peer", a.peer, "host", host)
+		return true // cancel() stops the other asks; answers is buffered
 	}
 	return false
 }
@@ -157,7 +200,7 @@ func (p *Peers) PeerHandler(solver Solver, next http.Handler) http.Handler {
 			return
 		}
 		token := strings.TrimPrefix(r.URL.Path, PeerPath)
-		if len(p.Secret) == 0 {
+		if len(p.Secret) == 0 || !validToken(token) {
 			http.NotFound(w, r)
 			return
 		}

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -54,36 +55,83 @@ func get(t *testing.T, base, host, path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// tokB looks like a real ACME token (base64url, 43 characters).
+const tokB = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA"
+
 func TestPeersAnswerUnknownToken(t *testing.T) {
 	secret := []byte("shared-secret")
 	// B knows the token; A does not and asks B.
-	b := edgeNode(t, "b", fakeSolver{host: "a.test", token: "tokB", source: "local"}, &Peers{Secret: secret})
+	b := edgeNode(t, "b", fakeSolver{host: "a.test", token: tokB, source: "local"}, &Peers{Secret: secret})
 	a := edgeNode(t, "a", fakeSolver{host: "a.test", token: "other"}, &Peers{Secret: secret, URLs: []string{b.URL}})
 
-	if code, body := get(t, a.URL, "a.test", PathPrefix+"tokB"); code != 200 || body != "tokB.thumb" {
+	if code, body := get(t, a.URL, "a.test", PathPrefix+tokB); code != 200 || body != tokB+".thumb" {
 		t.Fatalf("A asking B: %d %q", code, body)
 	}
-	if code, _ := get(t, a.URL, "a.test", PathPrefix+"nobody"); code != 404 {
+	if code, _ := get(t, a.URL, "a.test", PathPrefix+"nobodyknowsthistokenatallxyz"); code != 404 {
 		t.Fatalf("unknown everywhere: %d, want 404", code)
 	}
 }
 
+func TestPeersAskOnlyForPlausibleRequests(t *testing.T) {
+	secret := []byte("s")
+	var asks atomic.Int32
+	counting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asks.Add(1)
+		http.NotFound(w, r)
+	}))
+	defer counting.Close()
+	p := &Peers{Secret: secret, URLs: []string{counting.URL}, Manages: func(h string) bool { return h == "a.test" }}
+	for _, tc := range []struct{ host, token string }{
+		{"a.test", "short"},                  // not an ACME token
+		{"a.test", tokB[:30] + "%3Fx%2E%2E"}, // not base64url once decoded
+		{"scanner.example", tokB},            // a host edge does not serve
+	} {
+		p.ServeChallenge(httptest.NewRecorder(), httptest.NewRequest("GET", "http://"+tc.host+PathPrefix+tc.token, nil))
+	}
+	if n := asks.Load(); n != 0 {
+		t.Fatalf("peers were asked %d times for implausible requests", n)
+	}
+	p.ServeChallenge(httptest.NewRecorder(), httptest.NewRequest("GET", "http://a.test"+PathPrefix+tokB, nil))
+	if n := asks.Load(); n != 1 {
+		t.Fatalf("peers asked %d times for a plausible request, want 1", n)
+	}
+}
+
+func TestPeersDeadPeerDoesNotHideOthers(t *testing.T) {
+	secret := []byte("s")
+	// A peer that never answers within the ask timeout, listed first.
+	stuck := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+	}))
+	defer stuck.Close()
+	b := edgeNode(t, "b", fakeSolver{host: "a.test", token: tokB}, &Peers{Secret: secret})
+	p := &Peers{Secret: secret, URLs: []string{stuck.URL, stuck.URL, b.URL}}
+	start := time.Now()
+	rec := httptest.NewRecorder()
+	if !p.ServeChallenge(rec, httptest.NewRequest("GET", "http://a.test"+PathPrefix+tokB, nil)) {
+		t.Fatal("the live peer behind two stuck ones was not heard")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("answer took %s: peers asked one after another", d)
+	}
+}
+
 func TestPeersRejectBadAsks(t *testing.T) {
-	b := edgeNode(t, "b", fakeSolver{host: "a.test", token: "tokB"}, &Peers{Secret: []byte("right")})
+	b := edgeNode(t, "b", fakeSolver{host: "a.test", token: tokB}, &Peers{Secret: []byte("right")})
 	u, _ := url.Parse(b.URL)
 
 	wrong := &Peers{Secret: []byte("wrong"), URLs: []string{b.URL}}
 	rec := httptest.NewRecorder()
-	if wrong.ServeChallenge(rec, httptest.NewRequest("GET", "http://a.test"+PathPrefix+"tokB", nil)) {
+	if wrong.ServeChallenge(rec, httptest.NewRequest("GET", "http://a.test"+PathPrefix+tokB, nil)) {
 		t.Fatal("a peer with the wrong secret got an answer")
 	}
 	// A replayed ask from long ago is refused.
 	old := &Peers{Secret: []byte("right"), URLs: []string{b.URL}, now: func() time.Time { return time.Now().Add(-5 * time.Minute) }}
-	if old.ServeChallenge(httptest.NewRecorder(), httptest.NewRequest("GET", "http://a.test"+PathPrefix+"tokB", nil)) {
+	if old.ServeChallenge(httptest.NewRecorder(), httptest.NewRequest("GET", "http://a.test"+PathPrefix+tokB, nil)) {
 		t.Fatal("a stale ask got an answer")
 	}
 	// No signature at all.
-	if code, _ := get(t, "http://"+u.Host, "a.test", PeerPath+"tokB"); code != http.StatusForbidden {
+	if code, _ := get(t, "http://"+u.Host, "a.test", PeerPath+tokB); code != http.StatusForbidden {
 		t.Fatalf("unsigned ask: %d, want 403", code)
 	}
 }
@@ -101,7 +149,7 @@ func TestPeersDoNotLoop(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if code, _ := get(t, a.URL, "a.test", PathPrefix+"x"); code != 404 {
+		if code, _ := get(t, a.URL, "a.test", PathPrefix+tokB); code != 404 {
 			t.Errorf("code %d, want 404", code)
 		}
 	}()

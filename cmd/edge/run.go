@@ -468,6 +468,15 @@ func (s *server) buildHTTP(cfg *config.Config, storage challenge.Loader, ph *pro
 	}
 	peers, _ := buildPeers(cfg.Cluster, opts.Logger) // checked in apply
 	if peers != nil {
+		names := managedNames(cfg)
+		peers.Manages = func(host string) bool {
+			for _, n := range names {
+				if proxy.MatchHost(n, host) {
+					return true
+				}
+			}
+			return false
+		}
 		opts.Fallback = peers
 	}
 	h := challenge.NewHTTPHandler(opts, ph.HTTPHandler())

@@ -19,9 +19,12 @@ import (
 type Config struct {
 	Sites []SiteConfig
 	Pools []PoolConfig
-	// TrustedProxies are the peers whose X-Forwarded-For (and
-	// X-Forwarded-Proto, X-Forwarded-Host) are believed and kept; from any
-	// other peer they are replaced.
+	// TrustedProxies are the peers whose X-Forwarded-For (appended to),
+	// X-Forwarded-Proto, X-Forwarded-Host, Forwarded and client-IP headers
+	// (X-Real-IP, True-Client-IP, CF-Connecting-IP, X-Client-IP,
+	// X-Cluster-Client-IP) are believed and kept. From any other peer they
+	// are replaced or dropped, and X-Real-IP is set to the peer's address.
+	// See setForwarded.
 	TrustedProxies []netip.Prefix
 	// Metrics, shared across reloads; nil counts nothing.
 	Metrics *Metrics
@@ -176,7 +179,8 @@ func (h *Handler) Status() []PoolStatus {
 // ServeHTTP is the HTTPS handler. A host no site answers gets 421
 // Misdirected Request (RFC 9110, section 15.5.20): the client reused a
 // connection for a name this server does not serve. Sites with HSTS get the
-// Strict-Transport-Security header on every response.
+// Strict-Transport-Security header on every response, once: edge's value
+// replaces the backend's.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := h.router.lookup(r.Host)
 	if s == nil {
@@ -184,9 +188,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.hsts != "" {
-		w.Header()["Strict-Transport-Security"] = []string{s.hsts}
+		w.Header()[hstsHeader] = []string{s.hsts}
 	}
-	h.proxy(w, r, s)
+	h.proxy(w, r, s, s.hsts)
 }
 
 // HTTPHandler returns the handler for the plain-HTTP listener: a site with
@@ -214,7 +218,7 @@ func (hh httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header()["Location"] = []string{redirectTarget(r, h.httpsPort)}
 		h.answer(w, r, s, http.StatusPermanentRedirect)
 	default:
-		h.proxy(w, r, s)
+		h.proxy(w, r, s, "")
 	}
 }
 
@@ -231,8 +235,10 @@ func (h *Handler) answer(w http.ResponseWriter, r *http.Request, s *site, code i
 	h.account(r, stats, name, code, 0, nil, start)
 }
 
-// proxy serves a request of a known site.
-func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site) {
+// proxy serves a request of a known site. hsts is the
+// Strict-Transport-Security value the response must carry, and carry alone;
+// "" leaves the backend's.
+func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site, hsts string) {
 	start := time.Now()
 	if r.Method == http.MethodConnect {
 		// Not a forward proxy. (Extended CONNECT, RFC 8441, is not enabled
@@ -262,7 +268,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site) {
 	}
 
 	rec := h.recorders.Get().(*recorder)
-	rec.ResponseWriter = w
+	rec.ResponseWriter, rec.hsts = w, hsts
 	defer func() {
 		if v := recover(); v != nil {
 			// ReverseProxy aborts a response whose body copy failed with

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -441,4 +442,75 @@ func TestConcurrent(t *testing.T) {
 			wg.Wait()
 		})
 	}
+}
+
+// TestNoneAvailableAnswersAtOnce checks that a pool whose backends are all
+// down or ejected answers 503 without trying any of them, retries or not.
+func TestNoneAvailableAnswersAtOnce(t *testing.T) {
+	tests := []struct {
+		name    string
+		down    []int // marked down by the active check
+		ejected []int // ejected by the passive check
+		retries int
+	}{
+		{"all down", []int{0, 1}, nil, 0},
+		{"all ejected", nil, []int{0, 1}, 0},
+		{"all ejected, retries", nil, []int{0, 1}, 3},
+		{"down and ejected", []int{0}, []int{1}, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := newBackend(t, "a"), newBackend(t, "b")
+			cfg := simpleConfig(a.url, b.url)
+			cfg.Pools[0].Retries = tc.retries
+			h := newHandler(t, cfg)
+			ups := h.poolList[0].upstreams
+			for _, i := range tc.down {
+				ups[i].down.Store(true)
+			}
+			for _, i := range tc.ejected {
+				ups[i].ejectedUntil.Store(time.Now().Add(time.Hour).UnixNano())
+			}
+			start := time.Now()
+			w := serve(h, "GET", "https://example.com/")
+			if w.Code != http.StatusServiceUnavailable {
+				t.Errorf("code = %d, want 503", w.Code)
+			}
+			if d := time.Since(start); d > 100*time.Millisecond {
+				t.Errorf("503 took %v, want at once", d)
+			}
+			if n := a.hits.Load() + b.hits.Load(); n != 0 {
+				t.Errorf("%d requests reached unavailable backends", n)
+			}
+		})
+	}
+}
+
+// TestReloadDoesNotLeak builds handler generations as reloads do, with
+// health checks and traffic, closes each, and expects every goroutine of
+// theirs (checkers, idle backend connections) to be gone.
+func TestReloadDoesNotLeak(t *testing.T) {
+	f := newFlipBackend(t)
+	b := newBackend(t, "b")
+	before := runtime.NumGoroutine()
+	m, _ := newTestMetrics(t)
+	for gen := range 5 {
+		cfg := simpleConfig(f.url, b.url)
+		cfg.Metrics = m
+		cfg.Pools[0].Selector = new(RoundRobin)
+		cfg.Pools[0].Health = &HealthCheck{Path: "/healthz", Interval: 5 * time.Millisecond, Timeout: time.Second}
+		h, err := New(t.Context(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 10 {
+			if w := serve(h, "GET", "https://example.com/"); w.Code != 200 {
+				t.Fatalf("generation %d: code %d", gen, w.Code)
+			}
+		}
+		h.Close()
+	}
+	eventually(t, 5*time.Second, "goroutines of closed handlers to exit", func() bool {
+		return runtime.NumGoroutine() <= before
+	})
 }

@@ -12,15 +12,23 @@ import (
 )
 
 // HealthCheck configures active health checks: every Interval, each backend
-// of the pool gets GET Path, which must answer status Expect within Timeout.
+// of the pool gets GET Path (with Host as the Host header), which must
+// answer status Expect within Timeout.
 // A backend is marked down after Fails consecutive failures and up again
 // after Passes consecutive successes. Backends start up.
 //
-// Zero fields take defaults: Path "/", Interval 5s, Timeout 2s (at most
-// Interval), Expect 200, Fails 2, Passes 2. A nil *HealthCheck in PoolConfig
-// disables active checks.
+// Zero fields take defaults: Path "/", Host the backend's address (host and
+// port of its URL), Interval 5s, Timeout 2s (at most Interval), Expect 200,
+// Fails 2, Passes 2. A nil *HealthCheck in PoolConfig disables active checks.
 type HealthCheck struct {
-	Path     string
+	Path string
+	// Host is sent as the Host header of every probe, for backends that
+	// route by name (an IIS site bound to a host name answers 400 or 404 to
+	// its IP address). It is a host name or address with an optional port,
+	// "www.example.com" or "www.example.com:8080". It changes only the
+	// header: the probe still connects to the backend's address, and the
+	// TLS server name (SNI) of an https backend stays its URL's host.
+	Host     string
 	Interval time.Duration
 	Timeout  time.Duration
 	Expect   int
@@ -73,6 +81,26 @@ func healthURL(base *url.URL, path string) (string, error) {
 	u.RawQuery = ref.RawQuery
 	u.Fragment = ""
 	return u.String(), nil
+}
+
+// validHostHeader reports whether host can be sent as a Host header: not
+// empty, and only the characters of a host name, an IP literal in brackets
+// and a port (RFC 3986, section 3.2.2; the reg-name's percent-encoding and
+// sub-delims included). It is no stricter than net/http's own check.
+func validHostHeader(host string) bool {
+	if host == "" {
+		return false
+	}
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-._~%!$&'()*+,;=:[]", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // runHealth probes the pool's backends until ctx is done. It is started by
@@ -139,6 +167,7 @@ func (p *pool) check(ctx context.Context, u *Upstream) error {
 	if err != nil {
 		return fmt.Errorf("checking health of %s: %w", u.name, err)
 	}
+	req.Host = p.health.Host // "" sends the URL's host
 	req.Header.Set("User-Agent", "edge-health-check")
 	resp, err := p.transport.RoundTrip(req)
 	if err != nil {

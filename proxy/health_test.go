@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -239,5 +241,66 @@ func TestPassiveDisabled(t *testing.T) {
 	}
 	if u.fails.Load() != 100 {
 		t.Errorf("fails = %d, want 100", u.fails.Load())
+	}
+}
+
+// TestActiveHealthHost checks the Host header of the probes: the backend's
+// address by default, HealthCheck.Host when set (for backends that route by
+// name, such as IIS sites bound to a host name).
+func TestActiveHealthHost(t *testing.T) {
+	const name = "www.example.com"
+	// The backend answers 404 to any other Host, as a site bound by name.
+	var seen atomic.Value
+	back := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Store(r.Host)
+		if h, _, _ := strings.Cut(r.Host, ":"); h != name {
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	t.Cleanup(back.Close)
+	bu := mustURL(t, back.URL)
+	tests := []struct {
+		name     string
+		host     string
+		wantHost string
+		wantOK   bool
+	}{
+		{"default is the backend's address", "", bu.Host, false},
+		{"name", name, name, true},
+		{"name and port", name + ":8080", name + ":8080", true},
+		{"other name", "other.example.com", "other.example.com", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := testPool(t, PoolConfig{Name: "web", Backends: []*url.URL{bu},
+				Health: &HealthCheck{Path: "/healthz", Host: tc.host, Interval: time.Hour}})
+			err := p.check(t.Context(), p.upstreams[0])
+			if got := seen.Load(); got != tc.wantHost {
+				t.Errorf("probe Host = %q, want %q", got, tc.wantHost)
+			}
+			if (err == nil) != tc.wantOK {
+				t.Errorf("check = %v, want success %v", err, tc.wantOK)
+			}
+		})
+	}
+}
+
+func TestActiveHealthHostInvalid(t *testing.T) {
+	for _, host := range []string{"www.example.com/x", "a b", "user@host", "host\r\nX: y", "ex?ample"} {
+		t.Run(host, func(t *testing.T) {
+			cfg := simpleConfig(mustURL(t, "http://127.0.0.1:1"))
+			cfg.Pools[0].Health = &HealthCheck{Host: host}
+			if h, err := New(t.Context(), cfg); err == nil {
+				h.Close()
+				t.Fatalf("New accepted health check host %q", host)
+			} else if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "health check host") {
+				t.Errorf("error %v", err)
+			}
+		})
+	}
+	for _, host := range []string{"www.example.com", "www.example.com:8080", "[2001:db8::1]:80", "192.0.2.1"} {
+		if !validHostHeader(host) {
+			t.Errorf("validHostHeader(%q) = false", host)
+		}
 	}
 }

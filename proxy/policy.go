@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 )
 
@@ -28,9 +29,40 @@ var (
 	_ Selector = (*First)(nil)
 )
 
-// CookieName is the cookie the cookie policy uses to pin a client to a
-// backend.
+// CookieName is the cookie a zero Cookie uses to pin a client to a backend.
+// In a pool built by New the name is per pool, "edge_backend_<pool>" (see
+// CookieNameFor), so that two cookie pools of one site do not overwrite each
+// other's cookie.
 const CookieName = "edge_backend"
+
+// CookieNameFor returns the cookie name of the cookie policy in the pool
+// named pool: CookieName, "_", and the pool name with every byte that may not
+// appear in a cookie name (a token, RFC 6265 section 4.1.1 and RFC 9110
+// section 5.6.2) replaced by '_'. Pool names that differ only in such bytes
+// share the name; a cookie of the other pool then matches none of the
+// backends and the client is pinned anew.
+func CookieNameFor(pool string) string {
+	b := make([]byte, 0, len(CookieName)+1+len(pool))
+	b = append(b, CookieName...)
+	b = append(b, '_')
+	for i := 0; i < len(pool); i++ {
+		c := pool[i]
+		if !isTokenByte(c) {
+			c = '_'
+		}
+		b = append(b, c)
+	}
+	return string(b)
+}
+
+// isTokenByte reports whether c is a tchar (RFC 9110, section 5.6.2).
+func isTokenByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
 
 // NewSelector returns the Selector for a policy name: round_robin (also ""),
 // least_conn, random, ip_hash, cookie or first. Resolve the name once, at
@@ -166,16 +198,26 @@ func (IPHash) Select(pool []*Upstream, r *http.Request, _ http.ResponseWriter) *
 // String returns the policy name, "ip_hash".
 func (IPHash) String() string { return "ip_hash" }
 
-// Cookie pins a client to a backend with the cookie CookieName. A client
-// without the cookie, or whose backend is not available, gets a random
-// available one and a new cookie. The cookie holds a hash of the backend's
-// URL, not the URL. The zero value is ready and safe for concurrent use.
-type Cookie struct{}
+// Cookie pins a client to a backend with a cookie: CookieName for the zero
+// value, CookieNameFor(pool) in a pool built by New. A client without the
+// cookie, or whose backend is not available, gets a random available one and
+// a new cookie. The cookie holds a hash of the backend's URL, not the URL.
+// The zero value is ready and safe for concurrent use.
+type Cookie struct {
+	name string // "" for CookieName
+}
+
+// forPool returns the Cookie of the pool named pool.
+func (Cookie) forPool(pool string) Selector { return Cookie{name: CookieNameFor(pool)} }
 
 // Select implements Selector.
-func (Cookie) Select(pool []*Upstream, r *http.Request, w http.ResponseWriter) *Upstream {
+func (s Cookie) Select(pool []*Upstream, r *http.Request, w http.ResponseWriter) *Upstream {
+	name := s.name
+	if name == "" {
+		name = CookieName
+	}
 	if r != nil {
-		if c, err := r.Cookie(CookieName); err == nil {
+		if c, err := r.Cookie(name); err == nil {
 			for _, u := range pool {
 				if u.cookie == c.Value && u.Available() {
 					return u
@@ -186,7 +228,7 @@ func (Cookie) Select(pool []*Upstream, r *http.Request, w http.ResponseWriter) *
 	u := Random{}.Select(pool, r, w)
 	if u != nil && w != nil {
 		http.SetCookie(w, &http.Cookie{
-			Name:     CookieName,
+			Name:     name,
 			Value:    u.cookie,
 			Path:     "/",
 			HttpOnly: true,

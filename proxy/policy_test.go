@@ -3,6 +3,8 @@ package proxy
 import (
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -243,5 +245,96 @@ func TestCookie(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestCookieNameFor(t *testing.T) {
+	tests := []struct {
+		pool, want string
+	}{
+		{"web", "edge_backend_web"},
+		{"api-v2.internal", "edge_backend_api-v2.internal"},
+		{"a b;c=d/e", "edge_backend_a_b_c_d_e"},
+		{`"quoted",(x)`, "edge_backend__quoted___x_"},
+		{"café", "edge_backend_caf__"}, // two bytes
+		{"", "edge_backend_"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.pool, func(t *testing.T) {
+			got := CookieNameFor(tc.pool)
+			if got != tc.want {
+				t.Errorf("CookieNameFor(%q) = %q, want %q", tc.pool, got, tc.want)
+			}
+			if err := (&http.Cookie{Name: got, Value: "x"}).Valid(); err != nil {
+				t.Errorf("%q is not a valid cookie name: %v", got, err)
+			}
+		})
+	}
+}
+
+// TestCookiePerPool checks that two cookie pools of one site each pin the
+// client with a cookie of their own: neither overwrites nor reads the
+// other's.
+func TestCookiePerPool(t *testing.T) {
+	a1, a2, b1, b2 := newBackend(t, "a1"), newBackend(t, "a2"), newBackend(t, "b1"), newBackend(t, "b2")
+	shared, err := NewSelector("cookie") // one Selector for both pools, as a caller may do
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		Sites: []SiteConfig{{Name: "example.com", Hosts: []string{"example.com"}, Routes: []RouteConfig{
+			{Path: "/a/", Pool: "pool a"}, {Path: "/b/", Pool: "b"},
+		}}},
+		Pools: []PoolConfig{
+			{Name: "pool a", Backends: []*url.URL{a1.url, a2.url}, Selector: shared},
+			{Name: "b", Backends: []*url.URL{b1.url, b2.url}, Selector: shared},
+		},
+	}
+	h := newHandler(t, cfg)
+	up := func(pool, i int) string { return h.poolList[pool].upstreams[i].cookie }
+	const nameA, nameB = "edge_backend_pool_a", "edge_backend_b"
+	tests := []struct {
+		name        string
+		path        string
+		cookies     map[string]string
+		wantBackend []string // acceptable
+		wantSet     string   // name of the cookie set, "" for none
+	}{
+		{"a without cookie", "/a/", nil, []string{"a1", "a2"}, nameA},
+		{"b without cookie", "/b/", nil, []string{"b1", "b2"}, nameB},
+		{"a pinned", "/a/", map[string]string{nameA: up(0, 1)}, []string{"a2"}, ""},
+		{"b pinned", "/b/", map[string]string{nameB: up(1, 0)}, []string{"b1"}, ""},
+		{"both pinned, a", "/a/", map[string]string{nameA: up(0, 0), nameB: up(1, 1)}, []string{"a1"}, ""},
+		{"both pinned, b", "/b/", map[string]string{nameA: up(0, 0), nameB: up(1, 1)}, []string{"b2"}, ""},
+		{"b ignores a's cookie", "/b/", map[string]string{nameA: up(0, 1)}, []string{"b1", "b2"}, nameB},
+		{"shared name ignored", "/a/", map[string]string{CookieName: up(0, 1)}, []string{"a1", "a2"}, nameA},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := serve(h, "GET", "https://example.com"+tc.path, func(r *http.Request) {
+				for k, v := range tc.cookies {
+					r.AddCookie(&http.Cookie{Name: k, Value: v})
+				}
+			})
+			if w.Code != 200 {
+				t.Fatalf("code = %d", w.Code)
+			}
+			got := w.Header().Get("X-Backend")
+			if !slices.Contains(tc.wantBackend, got) {
+				t.Errorf("backend %s, want one of %v", got, tc.wantBackend)
+			}
+			set := w.Result().Cookies()
+			switch {
+			case tc.wantSet == "" && len(set) > 0:
+				t.Errorf("Set-Cookie %v, want none", set)
+			case tc.wantSet != "" && (len(set) != 1 || set[0].Name != tc.wantSet || set[0].Path != "/"):
+				t.Errorf("Set-Cookie %v, want one %s with Path=/", set, tc.wantSet)
+			}
+		})
+	}
+	for _, ps := range h.Status() {
+		if ps.Policy != "cookie" {
+			t.Errorf("pool %s: policy %q, want cookie", ps.Name, ps.Policy)
+		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
-	"net/netip"
 	"net/url"
 )
 
@@ -20,7 +19,8 @@ type PoolConfig struct {
 	// Backends are base URLs, http or https; a path is prefixed to the
 	// request's.
 	Backends []*url.URL
-	// Selector picks a backend per request; nil means round robin.
+	// Selector picks a backend per request; nil means round robin. A
+	// Cookie is given the pool's own cookie name (CookieNameFor).
 	Selector Selector
 	// Health enables active health checks; nil disables them.
 	Health *HealthCheck
@@ -33,6 +33,17 @@ type PoolConfig struct {
 	// Timeouts bound the talk with the backends.
 	Timeouts Timeouts
 }
+
+// perPoolSelector is a Selector whose state belongs to one pool, such as the
+// cookie policy's cookie name. newPool calls forPool once with the pool's
+// name and uses the Selector it returns; the caller's Selector is left as
+// it was, so one may be shared by several PoolConfigs.
+type perPoolSelector interface {
+	Selector
+	forPool(pool string) Selector
+}
+
+var _ perPoolSelector = Cookie{}
 
 // pool is the runtime form of a PoolConfig.
 type pool struct {
@@ -69,9 +80,15 @@ func newPool(c PoolConfig, h *Handler) (*pool, error) {
 	if p.selector == nil {
 		p.selector = new(RoundRobin)
 	}
+	if ps, ok := p.selector.(perPoolSelector); ok {
+		p.selector = ps.forPool(p.name)
+	}
 	if c.Health != nil {
 		p.active = true
 		p.health = c.Health.withDefaults()
+		if host := p.health.Host; host != "" && !validHostHeader(host) {
+			return nil, fmt.Errorf("pool %q: health check host %q: not a host name or address", c.Name, host)
+		}
 	}
 	https := false
 	seen := make(map[string]bool)
@@ -117,23 +134,7 @@ func (h *Handler) newReverseProxy(p *pool, u *Upstream) *httputil.ReverseProxy {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host // the backend sees the name the client asked for
-			trusted := h.trustedPeer(pr.In.RemoteAddr)
-			if trusted {
-				// SetXForwarded replaces the client's X-Forwarded-For; a
-				// trusted proxy's chain is kept and appended to.
-				pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
-			}
-			pr.SetXForwarded()
-			if trusted {
-				// A trusted proxy in front may have terminated TLS or
-				// rewritten the host: keep what it says.
-				if v := pr.In.Header["X-Forwarded-Proto"]; len(v) > 0 {
-					pr.Out.Header["X-Forwarded-Proto"] = v
-				}
-				if v := pr.In.Header["X-Forwarded-Host"]; len(v) > 0 {
-					pr.Out.Header["X-Forwarded-Host"] = v
-				}
-			}
+			h.setForwarded(pr)
 		},
 		Transport:  p.transport,
 		BufferPool: h.buffers,
@@ -153,24 +154,6 @@ func (h *Handler) newReverseProxy(p *pool, u *Upstream) *httputil.ReverseProxy {
 			w.WriteHeader(StatusForError(err))
 		},
 	}
-}
-
-// trustedPeer reports whether remoteAddr is in the trusted proxies.
-func (h *Handler) trustedPeer(remoteAddr string) bool {
-	if len(h.trusted) == 0 {
-		return false
-	}
-	ap, err := netip.ParseAddrPort(remoteAddr)
-	if err != nil {
-		return false
-	}
-	a := ap.Addr().Unmap()
-	for _, p := range h.trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }
 
 // status returns a snapshot of the pool.

@@ -17,6 +17,7 @@ type recorder struct {
 	bytes  int64
 	err    error
 	up     *Upstream // the backend tried last
+	hsts   string    // the site's Strict-Transport-Security, "" for none
 }
 
 var _ http.Hijacker = (*recorder)(nil)
@@ -32,6 +33,7 @@ func (r *recorder) WriteHeader(code int) {
 		return
 	}
 	r.status, r.wrote = code, true
+	r.setHSTS()
 	r.ResponseWriter.WriteHeader(code)
 }
 
@@ -39,11 +41,32 @@ func (r *recorder) WriteHeader(code int) {
 func (r *recorder) Write(b []byte) (int, error) {
 	if !r.wrote {
 		r.status, r.wrote = http.StatusOK, true
+		r.setHSTS()
 	}
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += int64(n)
 	return n, err
 }
+
+// setHSTS makes the site's Strict-Transport-Security the only one of the
+// response. ReverseProxy adds the backend's header to the one ServeHTTP set
+// first (RFC 6797, section 8.1: a browser heeds only the first), and a 1xx
+// response clears them all. A 101 goes out through Hijack, not here: it may
+// carry both, edge's first.
+func (r *recorder) setHSTS() {
+	if r.hsts == "" {
+		return
+	}
+	h := r.ResponseWriter.Header()
+	if v := h[hstsHeader]; len(v) > 0 && v[0] == r.hsts {
+		h[hstsHeader] = v[:1]
+		return
+	}
+	h[hstsHeader] = []string{r.hsts}
+}
+
+// hstsHeader is the canonical key of Strict-Transport-Security.
+const hstsHeader = "Strict-Transport-Security"
 
 // Unwrap lets http.ResponseController reach the connection's writer (Flush,
 // deadlines).

@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -197,6 +199,85 @@ func TestHSTS(t *testing.T) {
 			w = serve(h.HTTPHandler(), "GET", "http://example.com/")
 			if got := w.Header().Get("Strict-Transport-Security"); got != "" {
 				t.Errorf("plain HTTP: HSTS = %q, want none", got)
+			}
+		})
+	}
+}
+
+// TestHSTSOnce checks, on the wire, that a response carries exactly one
+// Strict-Transport-Security header: edge's when the site sets HSTS (also
+// after a 103 Early Hints, which makes ReverseProxy clear the headers), the
+// backend's otherwise.
+func TestHSTSOnce(t *testing.T) {
+	back := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Test-103") != "" {
+			w.Header().Set("Link", "</style.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			delete(w.Header(), "Link")
+		}
+		if v := r.Header.Get("X-Test-Hsts"); v != "" {
+			w.Header().Add("Strict-Transport-Security", v)
+			w.Header().Add("Strict-Transport-Security", "max-age=1")
+		}
+	}))
+	t.Cleanup(back.Close)
+	const edgeHSTS = "max-age=31536000"
+	tests := []struct {
+		name        string
+		hsts        int // the site's
+		plainHTTP   bool
+		path        string
+		backendHSTS string
+		early       bool
+		wantCode    int
+		want        []string
+	}{
+		{"site only", 31536000, false, "/app/", "", false, 200, []string{edgeHSTS}},
+		{"both", 31536000, false, "/app/", "max-age=60; includeSubDomains", false, 200, []string{edgeHSTS}},
+		{"both, same value", 31536000, false, "/app/", edgeHSTS, false, 200, []string{edgeHSTS}},
+		{"both, after 103", 31536000, false, "/app/", "max-age=60", true, 200, []string{edgeHSTS}},
+		{"site only, after 103", 31536000, false, "/app/", "", true, 200, []string{edgeHSTS}},
+		{"site, no route", 31536000, false, "/nowhere", "", false, 404, []string{edgeHSTS}},
+		{"site, backend down", 31536000, false, "/down/", "", false, 502, []string{edgeHSTS}},
+		{"backend only", 0, false, "/app/", "max-age=60", false, 200, []string{"max-age=60", "max-age=1"}},
+		{"neither", 0, false, "/app/", "", false, 200, nil},
+		{"plain HTTP keeps the backend's", 31536000, true, "/app/", "max-age=60", false, 200, []string{"max-age=60", "max-age=1"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := simpleConfig(mustURL(t, back.URL))
+			cfg.Sites[0].HSTS = tc.hsts
+			cfg.Sites[0].Routes = []RouteConfig{{Path: "/app/", Pool: "web"}, {Path: "/down/", Pool: "down"}}
+			cfg.Pools = append(cfg.Pools, PoolConfig{Name: "down", Backends: []*url.URL{closedURL(t)}})
+			h := newHandler(t, cfg)
+			var edge *httptest.Server
+			if tc.plainHTTP {
+				edge = httptest.NewServer(h.HTTPHandler())
+			} else {
+				edge = httptest.NewTLSServer(h)
+			}
+			t.Cleanup(edge.Close)
+			req, err := http.NewRequestWithContext(t.Context(), "GET", edge.URL+tc.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Host = "example.com"
+			if tc.backendHSTS != "" {
+				req.Header.Set("X-Test-Hsts", tc.backendHSTS)
+			}
+			if tc.early {
+				req.Header.Set("X-Test-103", "1")
+			}
+			res, err := edge.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode != tc.wantCode {
+				t.Fatalf("code = %d, want %d", res.StatusCode, tc.wantCode)
+			}
+			if got := res.Header["Strict-Transport-Security"]; !slices.Equal(got, tc.want) {
+				t.Errorf("Strict-Transport-Security = %q, want %q", got, tc.want)
 			}
 		})
 	}

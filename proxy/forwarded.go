@@ -1,0 +1,130 @@
+package proxy
+
+import (
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strings"
+)
+
+// clientIPHeaders carry a client's address by the convention of some proxy
+// or CDN (nginx, Akamai and Cloudflare, ...). Backends tend to believe them,
+// so only a trusted proxy may send them: from any other peer they are
+// dropped, in canonical form.
+var clientIPHeaders = [...]string{
+	"X-Real-Ip",
+	"True-Client-Ip",
+	"Cf-Connecting-Ip",
+	"X-Client-Ip",
+	"X-Cluster-Client-Ip",
+}
+
+// setForwarded sets the headers that tell the backend who the client is and
+// how it reached edge. ReverseProxy has already removed Forwarded and
+// X-Forwarded-* from pr.Out (and hop-by-hop headers).
+//
+// From a peer that is not in TrustedProxies: X-Forwarded-For, -Host and
+// -Proto are edge's own, the headers of clientIPHeaders are dropped,
+// X-Real-IP is the connection's remote IP and Forwarded stays dropped.
+//
+// From a trusted proxy: its X-Forwarded-For chain is appended to, its
+// X-Forwarded-Proto, X-Forwarded-Host, Forwarded (RFC 7239, passed on as
+// sent: edge's own hop is in X-Forwarded-For) and client-IP headers are
+// kept; X-Real-IP, when the proxy sent none, is computed by realIP.
+func (h *Handler) setForwarded(pr *httputil.ProxyRequest) {
+	in, out := pr.In, pr.Out.Header
+	if !h.trustedPeer(in.RemoteAddr) {
+		pr.SetXForwarded()
+		for _, k := range clientIPHeaders {
+			delete(out, k)
+		}
+		if ip, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
+			out["X-Real-Ip"] = []string{ip}
+		}
+		return
+	}
+	// SetXForwarded replaces X-Forwarded-For unless pr.Out has one: give it
+	// the trusted proxy's chain to append to.
+	out["X-Forwarded-For"] = in.Header["X-Forwarded-For"]
+	pr.SetXForwarded()
+	// The proxy in front may have terminated TLS or rewritten the host:
+	// keep what it says.
+	for _, k := range [...]string{"X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded"} {
+		if v := in.Header[k]; len(v) > 0 {
+			out[k] = v
+		}
+	}
+	if v := out["X-Real-Ip"]; len(v) == 0 || v[0] == "" {
+		if ip := h.realIP(in); ip != "" {
+			out["X-Real-Ip"] = []string{ip}
+		}
+	}
+}
+
+// realIP returns the client address of r, which comes from a trusted proxy:
+// walking X-Forwarded-For from the right (the nearest hop), the first
+// address that is not a trusted proxy; when every hop is trusted, the
+// leftmost one, and without X-Forwarded-For the peer itself. This is
+// nginx's real_ip_recursive. An entry may carry a port ("192.0.2.1:4711",
+// "[2001:db8::1]:4711"); an entry that is not an address ends the walk, as
+// nothing to its left can be believed, and the last address before it is
+// the answer. It returns "" when r.RemoteAddr has no host.
+func (h *Handler) realIP(r *http.Request) string {
+	ip, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return ""
+	}
+	xff := r.Header["X-Forwarded-For"]
+	for i := len(xff) - 1; i >= 0; i-- {
+		rest := xff[i]
+		for rest != "" {
+			entry := rest
+			if j := strings.LastIndexByte(rest, ','); j >= 0 {
+				entry, rest = rest[j+1:], rest[:j]
+			} else {
+				rest = ""
+			}
+			entry = strings.TrimSpace(entry)
+			if entry == "" {
+				continue
+			}
+			a, err := netip.ParseAddr(entry)
+			if err != nil {
+				ap, err := netip.ParseAddrPort(entry)
+				if err != nil {
+					return ip
+				}
+				a, entry = ap.Addr(), ap.Addr().String()
+			}
+			ip = entry
+			if !h.trustedAddr(a) {
+				return ip
+			}
+		}
+	}
+	return ip
+}
+
+// trustedPeer reports whether remoteAddr is in the trusted proxies.
+func (h *Handler) trustedPeer(remoteAddr string) bool {
+	if len(h.trusted) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	return h.trustedAddr(ap.Addr())
+}
+
+// trustedAddr reports whether a is in the trusted proxies.
+func (h *Handler) trustedAddr(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range h.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

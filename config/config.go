@@ -172,6 +172,9 @@ type Health struct {
 	Expect   int           `yaml:"expect"`   // default 200
 	Fails    int           `yaml:"fails"`    // default 2
 	Passes   int           `yaml:"passes"`   // default 2
+	// Host is sent as the probe's Host header (IIS sites bound by host
+	// name); "" sends the backend's address.
+	Host string `yaml:"host"`
 }
 
 // Passive ejects a backend after Fails failures within Window for Cooldown.

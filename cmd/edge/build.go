@@ -277,7 +277,7 @@ func buildProxy(cfg *config.Config) (proxy.Config, error) {
 			Timeouts: proxy.Timeouts{Connect: p.Timeouts.Connect, ResponseHeader: p.Timeouts.ResponseHeader, Idle: p.Timeouts.Idle},
 		}
 		if h := p.Health; h != nil {
-			pool.Health = &proxy.HealthCheck{Path: h.Path, Interval: h.Interval, Timeout: h.Timeout, Expect: h.Expect, Fails: h.Fails, Passes: h.Passes}
+			pool.Health = &proxy.HealthCheck{Path: h.Path, Host: h.Host, Interval: h.Interval, Timeout: h.Timeout, Expect: h.Expect, Fails: h.Fails, Passes: h.Passes}
 		}
 		for _, b := range p.Backends {
 			u, err := url.Parse(b)

@@ -301,7 +301,10 @@ func (v *validator) storage() {
 		if s.Address == "" {
 			v.errorf("storage.address", "redis storage needs address")
 		} else {
-			v.addr("storage.address", s.Address, "redis:6379")
+			// Several comma-separated addresses are a Redis Cluster seed list.
+			for _, a := range strings.Split(s.Address, ",") {
+				v.addr("storage.address", strings.TrimSpace(a), "redis:6379")
+			}
 		}
 		v.nonNegInt("storage.db", s.DB)
 	default:

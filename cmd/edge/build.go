@@ -76,7 +76,7 @@ func buildStorage(sc config.Storage, deps storageDeps) (certmagic.Storage, error
 		return &certmagic.FileStorage{Path: dir}, nil
 	case "redis":
 		opts := redisstore.Options{
-			Addrs:    strings.Split(sc.Address, ","),
+			Addrs:    splitTrim(sc.Address),
 			Password: sc.Password,
 			DB:       sc.DB,
 			Prefix:   sc.Prefix,
@@ -96,6 +96,17 @@ func buildStorage(sc config.Storage, deps storageDeps) (certmagic.Storage, error
 		return &tlsmgr.Mirror{Storage: rs, Dir: filepath.Join(dir, "redis-copy"), Logger: deps.logger, MaxLockLease: redisstore.DefaultLockLease}, nil
 	}
 	return nil, fmt.Errorf("storage.type %q is not supported by this build", sc.Type)
+}
+
+// splitTrim splits a comma-separated list and trims each item.
+func splitTrim(s string) []string {
+	var out []string
+	for p := range strings.SplitSeq(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // managedNames lists every site host, in config order.

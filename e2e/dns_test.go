@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -146,6 +148,33 @@ func TestDNS01(t *testing.T) {
 			t.Fatalf("CheckDelegation: %v", err)
 		}
 		run(t, dnsSite{hosts: []string{"deleg.test"}, dns: "lan", delegate: target})
+	})
+
+	// edge validate -check-dns asks the first dns_resolvers entry for each
+	// delegate: CNAME before anything is ordered.
+	t.Run("validate -check-dns", func(t *testing.T) {
+		ports := testenv.FreePorts(t, 3)
+		check := func(sites ...dnsSite) (string, error) {
+			conf := dnsConf{
+				httpPort: ports[0], httpsPort: ports[1], adminPort: ports[2],
+				peb: peb, bind: bind, cfURL: fake.APIURL(),
+				storage: filepath.Join(t.TempDir(), "storage"), sites: sites, backend: backend.URL,
+			}
+			path := filepath.Join(t.TempDir(), "edge.yaml")
+			if err := os.WriteFile(path, []byte(conf.yaml()), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(testenv.BuildEdge(t), "validate", "-check-dns", "-config", path).CombinedOutput()
+			return string(out), err
+		}
+		out, err := check(dnsSite{hosts: []string{"deleg.test"}, dns: "lan", delegate: "_acme-challenge.d.other.test"})
+		if err != nil || !strings.Contains(out, "deleg.test: ok") {
+			t.Errorf("delegation in place: %v\n%s", err, out)
+		}
+		out, err = check(dnsSite{hosts: []string{"broken.deleg.test"}, dns: "lan", delegate: "_acme-challenge.broken.other.test"})
+		if testenv.ExitCode(err) != 1 || !strings.Contains(out, "broken.deleg.test: FAIL") {
+			t.Errorf("missing delegation: exit %d, want 1 naming the host:\n%s", testenv.ExitCode(err), out)
+		}
 	})
 
 	// The TXT record goes to the delegated name, but _acme-challenge.NAME

@@ -39,7 +39,8 @@ const drainTimeout = 30 * time.Second
 // manager, listeners) and the current generation built from the config.
 type server struct {
 	path   string
-	node   string // this instance's name in X-Edge-Node and /api/locks
+	node   string         // this instance's name in X-Edge-Node and /api/locks
+	hup    chan os.Signal // SIGHUP, caught from the start (its default action kills)
 	logger *zap.Logger
 	slog   *slog.Logger
 
@@ -90,6 +91,9 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	s.hup = make(chan os.Signal, 1)
+	signal.Notify(s.hup, syscall.SIGHUP)
+	defer signal.Stop(s.hup)
 	// Open the sockets before any order starts, so the CA's first
 	// validation request queues in the backlog instead of being refused.
 	lns, err := listen(cfg)
@@ -344,18 +348,18 @@ func listen(cfg *config.Config) ([]net.Listener, error) {
 	return lns, nil
 }
 
-func (s *server) serve(ctx context.Context, cfg *config.Config, sockets []net.Listener) error {
-	log := s.logger
-	errLog := zap.NewStdLog(log.Named("http").WithOptions(zap.IncreaseLevel(zap.WarnLevel)))
+// listener is one of edge's three HTTP servers.
+type listener struct {
+	name string
+	srv  *http.Server
+	tls  bool
+}
+
+// servers builds the http, https and admin servers, in the order listen
+// opened their sockets. Handlers read the current generation per request.
+func (s *server) servers(cfg *config.Config) []listener {
+	errLog := zap.NewStdLog(s.logger.Named("http").WithOptions(zap.IncreaseLevel(zap.WarnLevel)))
 	lim := cfg.Limits
-
-	httpsHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.gen.Load().proxy.ServeHTTP(w, r)
-	})
-	httpHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.gen.Load().http.ServeHTTP(w, r)
-	})
-
 	newServer := func(h http.Handler) *http.Server {
 		return &http.Server{
 			Handler:           h,
@@ -365,8 +369,12 @@ func (s *server) serve(ctx context.Context, cfg *config.Config, sockets []net.Li
 			ErrorLog:          errLog,
 		}
 	}
-	httpSrv := newServer(httpHandler)
-	httpsSrv := newServer(httpsHandler)
+	httpSrv := newServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.gen.Load().http.ServeHTTP(w, r)
+	}))
+	httpsSrv := newServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.gen.Load().proxy.ServeHTTP(w, r)
+	}))
 	httpsSrv.TLSConfig = s.tm.TLSConfig()
 	adminSrv := newServer(admin.New(admin.Options{
 		Gatherer: s.reg,
@@ -379,17 +387,14 @@ func (s *server) serve(ctx context.Context, cfg *config.Config, sockets []net.Li
 			"locks":        s.locks,
 		},
 	}))
+	return []listener{{"http", httpSrv, false}, {"https", httpsSrv, true}, {"admin", adminSrv, false}}
+}
 
-	type listener struct {
-		name string
-		srv  *http.Server
-		tls  bool
-	}
-	lns := []listener{
-		{"http", httpSrv, false},
-		{"https", httpsSrv, true},
-		{"admin", adminSrv, false},
-	}
+// serve runs the servers on sockets until ctx ends (SIGTERM) or one fails,
+// reloading on SIGHUP and file changes, then drains in-flight requests.
+func (s *server) serve(ctx context.Context, cfg *config.Config, sockets []net.Listener) error {
+	log := s.logger
+	lns := s.servers(cfg)
 	errc := make(chan error, len(lns))
 	for i, l := range lns {
 		ln := sockets[i]
@@ -408,34 +413,8 @@ func (s *server) serve(ctx context.Context, cfg *config.Config, sockets []net.Li
 			errc <- nil
 		}()
 	}
+	runErr := s.waitForStop(ctx, errc)
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	watch := newFileWatcher(s.path)
-	ticker := time.NewTicker(2 * time.Second)
-	defer ticker.Stop()
-
-	var runErr error
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			log.Info("stopping: draining in-flight requests", zap.Duration("timeout", drainTimeout))
-			break loop
-		case <-hup:
-			s.reload(ctx, "SIGHUP")
-		case <-ticker.C:
-			if watch.changed() {
-				s.reload(ctx, "file changed")
-			}
-		case err := <-errc:
-			if err != nil {
-				runErr = err
-				break loop
-			}
-		}
-	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -453,6 +432,32 @@ loop:
 	}
 	log.Info("stopped")
 	return runErr
+}
+
+// waitForStop reloads on SIGHUP and on a change of the config file until
+// ctx ends or a server fails; it returns that failure.
+func (s *server) waitForStop(ctx context.Context, errc <-chan error) error {
+	hup := s.hup
+	watch := newFileWatcher(s.path)
+	ticker := time.NewTicker(2 * time.Second)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.logger.Info("stopping: draining in-flight requests", zap.Duration("timeout", drainTimeout))
+			return nil
+		case <-hup:
+			s.reload(ctx, "SIGHUP")
+		case <-ticker.C:
+			if watch.changed() {
+				s.reload(ctx, "file changed")
+			}
+		case err := <-errc:
+			if err != nil {
+				return err
+			}
+		}
+	}
 }
 
 // buildHTTP makes the plain-HTTP handler of one generation: ACME

@@ -77,4 +77,13 @@ func TestTLSPolicy(t *testing.T) {
 			}
 		})
 	}
+	m, err := e.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two completed handshakes above, plus those of WaitReady's checks: at
+	// least two; refused ones never complete and are not counted as ok.
+	if ok, _ := m.Get("edge_tls_handshakes_total", "result", "ok"); ok < 2 {
+		t.Errorf("edge_tls_handshakes_total{result=ok} = %g, want >= 2", ok)
+	}
 }

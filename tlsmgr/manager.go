@@ -285,6 +285,14 @@ func (m *Manager) TLSConfig() *tls.Config {
 		},
 		NextProtos:     []string{"h2", "http/1.1", acmeTLS1},
 		GetCertificate: m.getCertificate,
+		// Called once the handshake has completed (also on resumption), so
+		// "ok" counts finished handshakes, not certificates handed out.
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if cs.NegotiatedProtocol != acmeTLS1 {
+				m.metrics.handshake("ok")
+			}
+			return nil
+		},
 	}
 }
 
@@ -304,9 +312,6 @@ func (m *Manager) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	if err != nil {
 		m.metrics.handshake("no_certificate")
 		return nil, err
-	}
-	if !slices.Contains(hello.SupportedProtos, acmeTLS1) {
-		m.metrics.handshake("ok")
 	}
 	return cert, nil
 }

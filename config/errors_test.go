@@ -152,6 +152,8 @@ sites: [{hosts: [a.example.com], routes: [{path: /, pool: web}]}]
 			[]string{`1:50: invalid URL "edge-3"`}},
 		{"only dns-01 for a site without dns", `acme: {challenges: [dns-01]}` + base, nil,
 			[]string{`1:20: site`}},
+		{"renewal ratio NaN", `acme: {renewal_window_ratio: .nan}` + base, nil,
+			[]string{`1:30: expected a number, got ".nan"`}},
 		{"peers without secret", `cluster: {peers: ["http://edge-2:80"]}` + base, nil,
 			[]string{`1:10: cluster.peers needs secret or secret_file`}},
 		{"unknown policy", `

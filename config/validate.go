@@ -224,7 +224,7 @@ func (v *validator) acme() {
 	// A negative propagation timeout turns the check off (certmagic).
 	v.nonNeg("acme.dns_propagation_delay", a.DNSPropagationDelay)
 	v.nonNeg("acme.dns_propagation_interval", a.DNSPropagationInterval)
-	if a.RenewalWindowRatio < 0 || a.RenewalWindowRatio >= 1 {
+	if !(a.RenewalWindowRatio >= 0 && a.RenewalWindowRatio < 1) { // also refuses NaN
 		v.errorf("acme.renewal_window_ratio", "must be between 0 and 1")
 	}
 	for _, name := range slices.Sorted(maps.Keys(a.DNS)) {

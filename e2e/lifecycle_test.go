@@ -99,6 +99,31 @@ func TestLifecycle(t *testing.T) {
 		}
 	})
 
+	t.Run("changed listen address is refused", func(t *testing.T) {
+		moved := conf
+		moved.adminPort = testenv.FreePort(t)
+		if err := os.WriteFile(e.ConfigPath, []byte(moved.yaml()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		before := strings.Count(e.Log(), "reload failed")
+		if err := e.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for strings.Count(e.Log(), "reload failed") == before {
+			if time.Now().After(deadline) {
+				t.Fatalf("a changed admin.listen was not refused:\n%s", e.Tail(5))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if !strings.Contains(e.Log(), "restart edge to apply new addresses") {
+			t.Errorf("refusal does not say why:\n%s", e.Tail(5))
+		}
+		if got := body("/x"); got != "200 one /x" {
+			t.Errorf("after a refused reload: %q", got)
+		}
+	})
+
 	t.Run("good config is applied", func(t *testing.T) {
 		good := conf
 		good.backends = []string{two}

@@ -1,6 +1,7 @@
 package tlsmgr
 
 import (
+	"slices"
 	"sync"
 
 	"go.uber.org/zap/zapcore"
@@ -44,9 +45,7 @@ type countingCore struct {
 func (cc *countingCore) Enabled(zapcore.Level) bool { return true }
 
 func (cc *countingCore) With(fields []zapcore.Field) zapcore.Core {
-	cp := *cc.counter
-	cp.fields = append(append([]zapcore.Field(nil), cc.counter.fields...), fields...)
-	return &countingCore{Core: cc.Core.With(fields), counter: &cp}
+	return &countingCore{Core: cc.Core.With(fields), counter: cc.counter.with(fields)}
 }
 
 func (cc *countingCore) Check(ent zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
@@ -59,11 +58,29 @@ func (cc *countingCore) Check(ent zapcore.Entry, ce *zapcore.CheckedEntry) *zapc
 }
 
 // The counter is a write-only core.
-func (c *challengeCounter) Enabled(zapcore.Level) bool { return true }
-func (c *challengeCounter) With(f []zapcore.Field) zapcore.Core {
+func (c *challengeCounter) Enabled(zapcore.Level) bool          { return true }
+func (c *challengeCounter) With(f []zapcore.Field) zapcore.Core { return c.with(f) }
+
+// with copies c with more fields; copies share the mutex and the map. The
+// slice is clipped so that no two copies ever append into shared spare room.
+func (c *challengeCounter) with(f []zapcore.Field) *challengeCounter {
 	cp := *c
-	cp.fields = append(append([]zapcore.Field(nil), c.fields...), f...)
+	cp.fields = slices.Clip(slices.Concat(c.fields, f))
 	return &cp
+}
+
+// failPending counts a failure for the challenge still being solved for
+// ident when its order fails without the CA judging the challenge (a
+// DNS-01 propagation timeout, say); canceled drops it uncounted.
+func (c *challengeCounter) failPending(ident string, canceled bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t, ok := c.pending[ident]; ok {
+		delete(c.pending, ident)
+		if !canceled {
+			c.metrics.challenge(t, "failure")
+		}
+	}
 }
 func (c *challengeCounter) Check(_ zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
 	return ce
@@ -72,14 +89,16 @@ func (c *challengeCounter) Sync() error { return nil }
 
 func (c *challengeCounter) Write(ent zapcore.Entry, fields []zapcore.Field) error {
 	var ident, typ, status string
-	for _, f := range append(c.fields, fields...) {
-		switch f.Key {
-		case "identifier":
-			ident = f.String
-		case "challenge_type":
-			typ = f.String
-		case "authz_status":
-			status = f.String
+	for _, fs := range [][]zapcore.Field{c.fields, fields} {
+		for _, f := range fs {
+			switch f.Key {
+			case "identifier":
+				ident = f.String
+			case "challenge_type":
+				typ = f.String
+			case "authz_status":
+				status = f.String
+			}
 		}
 	}
 	c.mu.Lock()

@@ -20,7 +20,8 @@ func TestChallengeCounter(t *testing.T) {
 		t.Fatal(err)
 	}
 	inner, logs := observer.New(zapcore.WarnLevel)
-	zl := zap.New(inner).WithOptions(zap.WrapCore(newChallengeCounter(m).wrap))
+	counter := newChallengeCounter(m)
+	zl := zap.New(inner).WithOptions(zap.WrapCore(counter.wrap))
 	acme := slog.New(zapslog.NewHandler(zl.Core()))
 
 	acme.Info("trying to solve challenge", "identifier", "a.test", "challenge_type", "http-01")
@@ -28,12 +29,19 @@ func TestChallengeCounter(t *testing.T) {
 	acme.Info("trying to solve challenge", "identifier", "b.test", "challenge_type", "dns-01")
 	acme.Error("challenge failed", "identifier", "b.test", "challenge_type", "dns-01", "problem", "NXDOMAIN")
 	acme.Info("authorization finalized", "identifier", "c.test", "authz_status", "valid") // never started here: not counted
+	// An order that fails before the CA judges the challenge (a DNS-01
+	// propagation timeout inside Present) counts through cert_failed.
+	acme.Info("trying to solve challenge", "identifier", "d.test", "challenge_type", "dns-01")
+	counter.failPending("d.test", false)
+	// One stopped by a reload does not count.
+	acme.Info("trying to solve challenge", "identifier", "e.test", "challenge_type", "dns-01")
+	counter.failPending("e.test", true)
 
 	for _, tc := range []struct {
 		typ, result string
 		want        float64
 	}{
-		{"http-01", "success", 1}, {"dns-01", "failure", 1}, {"dns-01", "success", 0}, {"http-01", "failure", 0},
+		{"http-01", "success", 1}, {"dns-01", "failure", 2}, {"dns-01", "success", 0}, {"http-01", "failure", 0},
 	} {
 		if got := testutil.ToFloat64(m.challenges.WithLabelValues(tc.typ, tc.result)); got != tc.want {
 			t.Errorf("edge_acme_challenges_total{type=%q,result=%q} = %g, want %g", tc.typ, tc.result, got, tc.want)

@@ -255,11 +255,13 @@ func (m *Manager) onEvent(opts Options) func(ctx context.Context, event string, 
 			if err, ok := data["error"].(error); ok && err != nil {
 				if errors.Is(err, context.Canceled) {
 					// Stopped by a reload or shutdown, not refused by the CA.
+					m.challenges.failPending(name, true)
 					m.status.set(name, StatePending, "")
 					return nil
 				}
 				msg = err.Error()
 			}
+			m.challenges.failPending(name, false)
 			m.status.set(name, StateFailed, msg)
 			m.metrics.order(opts.CA, "failure")
 		}
@@ -365,6 +367,9 @@ func (m *Manager) Renew(_ context.Context, name string) error {
 	if !ok {
 		return fmt.Errorf("%s: %w", name, ErrNotManaged)
 	}
+	if m.stopped.Load() {
+		return errors.New("stopping")
+	}
 	if _, busy := m.renewing.LoadOrStore(name, true); busy {
 		return fmt.Errorf("%s: %w", name, ErrRenewing)
 	}
@@ -381,11 +386,12 @@ func (m *Manager) Renew(_ context.Context, name string) error {
 			log.Error("forced renewal failed; the current certificate keeps serving", zap.Error(err))
 			return
 		}
-		if _, err := cfg.CacheManagedCertificate(g.ctx, name); err != nil {
+		fresh, err := cfg.CacheManagedCertificate(g.ctx, name)
+		if err != nil {
 			log.Error("loading the renewed certificate", zap.Error(err))
 			return
 		}
-		m.cache.Remove(old)
+		m.cache.Remove(slices.DeleteFunc(old, func(h string) bool { return h == fresh.Hash() }))
 		log.Info("forced renewal done; serving the new certificate")
 	})
 	return nil

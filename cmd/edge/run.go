@@ -232,6 +232,7 @@ func (s *server) apply(ctx context.Context, cfg *config.Config) error {
 // unchanged leaves certificate management alone.
 type tlsInputs struct {
 	ACME    config.ACME
+	CARoot  []byte // contents of acme.ca_root_file: a replaced file is a change
 	Listen  config.Listen
 	Storage config.Storage
 	Sites   []siteTLS
@@ -244,6 +245,9 @@ type siteTLS struct {
 
 func tlsInputsOf(cfg *config.Config) tlsInputs {
 	k := tlsInputs{ACME: cfg.ACME, Listen: cfg.Listen, Storage: cfg.Storage}
+	if cfg.ACME.CARootFile != "" {
+		k.CARoot, _ = os.ReadFile(cfg.ACME.CARootFile)
+	}
 	for _, st := range cfg.Sites {
 		k.Sites = append(k.Sites, siteTLS{Hosts: st.Hosts, DNS: st.DNS, Delegate: st.Delegate})
 	}
@@ -314,13 +318,17 @@ func (s *server) reload(ctx context.Context, why string) {
 	cfg, err := config.Load(s.path)
 	if err == nil {
 		old := s.gen.Load().cfg
+		// Sockets are bound at start. Refuse rather than half-apply: the admin
+		// token rule depends on the address actually bound.
 		if cfg.Listen != old.Listen || cfg.Admin.Listen != old.Admin.Listen {
-			s.logger.Warn("listen addresses changed: restart edge to apply them", zap.String("config", s.path))
+			err = errors.New("listen or admin.listen changed: restart edge to apply new addresses")
 		}
 		if cfg.Limits != old.Limits || cfg.Log.Level != old.Log.Level || cfg.Log.Format != old.Log.Format {
 			s.logger.Warn("limits or log level/format changed: restart edge to apply them", zap.String("config", s.path))
 		}
-		err = s.apply(ctx, cfg)
+		if err == nil {
+			err = s.apply(ctx, cfg)
+		}
 	}
 	if err != nil {
 		s.reloadOK.Set(0)
@@ -498,8 +506,11 @@ func (s *server) apiRenew(r *http.Request) (any, error) {
 	name := r.URL.Query().Get("name")
 	if err := s.tm.Renew(context.WithoutCancel(r.Context()), name); err != nil {
 		code := http.StatusInternalServerError
-		if errors.Is(err, tlsmgr.ErrNotManaged) {
+		switch {
+		case errors.Is(err, tlsmgr.ErrNotManaged):
 			code = http.StatusNotFound
+		case errors.Is(err, tlsmgr.ErrRenewing):
+			code = http.StatusConflict
 		}
 		return nil, &admin.StatusError{Code: code, Err: err}
 	}

@@ -67,4 +67,3 @@ func TestPropagationCheck(t *testing.T) {
 		}
 	})
 }
-

@@ -34,25 +34,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "edgeup: -backends and -out are required")
 		os.Exit(2)
 	}
-	tb := newTB()
-	code := 0
-	func() {
-		defer func() {
-			if r := recover(); r != nil {
-				if _, ok := r.(fatal); !ok {
-					panic(r)
-				}
-				code = 1
-			}
-		}()
-		run(tb, *name, strings.Split(*backends, ","), *httpsAddr, *out)
-	}()
-	tb.cleanup()
+	tb := testenv.NewProgram("edgeup", os.Getenv("BENCH_VERBOSE") == "1")
+	code := tb.Run(func() { run(tb, *name, strings.Split(*backends, ","), *httpsAddr, *out) })
 	testenv.RemoveBuild()
 	os.Exit(code)
 }
 
-func run(tb *benchTB, name string, backends []string, httpsAddr, out string) {
+func run(tb *testenv.Program, name string, backends []string, httpsAddr, out string) {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 
@@ -60,7 +48,7 @@ func run(tb *benchTB, name string, backends []string, httpsAddr, out string) {
 	ports := testenv.FreePorts(tb, 2)
 	httpPort, adminPort := ports[0], ports[1]
 	peb := testenv.StartPebble(tb, testenv.PebbleOptions{HTTPPort: httpPort, DNSServer: cts.DNSAddr})
-	storage := filepath.Join(tb.root, "storage")
+	storage := filepath.Join(tb.Root, "storage")
 	var quoted []string
 	for _, b := range backends {
 		quoted = append(quoted, fmt.Sprintf("%q", strings.TrimSpace(b)))
@@ -113,7 +101,7 @@ pools:
 
 // findCert returns the certificate chain and key edge stored for name:
 // certificates/<issuer>/<name>/<name>.crt and .key under the storage path.
-func findCert(tb *benchTB, storage, name string) (crt, key string) {
+func findCert(tb *testenv.Program, storage, name string) (crt, key string) {
 	err := filepath.WalkDir(filepath.Join(storage, "certificates"), func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -138,61 +126,3 @@ func copyFile(from, to string, mode os.FileMode) error {
 	}
 	return os.WriteFile(to, b, mode)
 }
-
-// benchTB implements testenv.TB for a program, like the demo's: Fatalf
-// prints and unwinds to main, which runs the cleanups in reverse order.
-type benchTB struct {
-	root     string
-	cleanups []func()
-	failed   bool
-	n        int
-}
-
-type fatal struct{}
-
-func newTB() *benchTB {
-	root, err := os.MkdirTemp("", "edge-bench-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "edgeup:", err)
-		os.Exit(1)
-	}
-	tb := &benchTB{root: root}
-	tb.Cleanup(func() { os.RemoveAll(root) })
-	return tb
-}
-
-func (tb *benchTB) Helper() {}
-
-func (tb *benchTB) Logf(format string, args ...any) {
-	if tb.failed || os.Getenv("BENCH_VERBOSE") == "1" {
-		fmt.Fprintf(os.Stderr, format+"\n", args...)
-	}
-}
-
-func (tb *benchTB) Fatalf(format string, args ...any) {
-	tb.failed = true
-	fmt.Fprintf(os.Stderr, "edgeup FAILED: "+format+"\n", args...)
-	panic(fatal{})
-}
-
-func (tb *benchTB) Failed() bool { return tb.failed }
-
-func (tb *benchTB) Cleanup(f func()) { tb.cleanups = append(tb.cleanups, f) }
-
-func (tb *benchTB) TempDir() string {
-	tb.n++
-	dir := filepath.Join(tb.root, fmt.Sprintf("%03d", tb.n))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		tb.Fatalf("%v", err)
-	}
-	return dir
-}
-
-func (tb *benchTB) cleanup() {
-	for i := len(tb.cleanups) - 1; i >= 0; i-- {
-		tb.cleanups[i]()
-	}
-	tb.cleanups = nil
-}
-
-var _ testenv.TB = (*benchTB)(nil)

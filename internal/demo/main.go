@@ -25,33 +25,21 @@ import (
 )
 
 func main() {
-	d := newDemoTB()
-	code := 0
-	func() {
-		defer func() {
-			if r := recover(); r != nil {
-				if _, ok := r.(demoFatal); !ok {
-					panic(r)
-				}
-				code = 1
-			}
-		}()
-		run(d)
-	}()
-	d.cleanup()
+	d := testenv.NewProgram("demo", os.Getenv("DEMO_VERBOSE") == "1")
+	code := d.Run(func() { run(d) })
 	testenv.RemoveBuild()
 	os.Exit(code)
 }
 
 var names = []string{"demo.test", "www.demo.test"}
 
-func run(d *demoTB) {
+func run(d *testenv.Program) {
 	oneshot := os.Getenv("DEMO_ONESHOT") == "1"
 	// Caught from the start, so a Ctrl-C during setup still stops the
 	// children (in their own process groups) and removes the files.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	fmt.Println("edge demo (everything on 127.0.0.1; files in " + d.root + ")")
+	fmt.Println("edge demo (everything on 127.0.0.1; files in " + d.Root + ")")
 
 	cts := testenv.StartChallTestSrv(d)
 	ports := testenv.FreePorts(d, 3)
@@ -77,7 +65,7 @@ pools:
     health: {path: /healthz, interval: 1s, timeout: 500ms, fails: 1, passes: 1}
     retries: 2
 `, testenv.Addr(httpPort), testenv.Addr(httpsPort), testenv.Addr(adminPort),
-		peb.DirectoryURL, peb.MinicaRootFile, filepath.Join(d.root, "storage"),
+		peb.DirectoryURL, peb.MinicaRootFile, filepath.Join(d.Root, "storage"),
 		strings.Join(names, ", "), b1.URL, b2.URL)
 	e := testenv.StartEdge(d, cfg)
 	fmt.Printf("  edge       http %s  https %s  admin %s\n", e.HTTPAddr, e.HTTPSAddr, e.AdminURL)
@@ -96,7 +84,7 @@ pools:
 		d.Fatalf("%v", err)
 	}
 	rootPEM, _ := peb.IssuingRootPEM()
-	rootFile := filepath.Join(d.root, "pebble-issuing-root.pem")
+	rootFile := filepath.Join(d.Root, "pebble-issuing-root.pem")
 	if err := os.WriteFile(rootFile, rootPEM, 0o644); err != nil {
 		d.Fatalf("%v", err)
 	}
@@ -177,62 +165,3 @@ func keys(m map[string]int) []string {
 	sort.Strings(out)
 	return out
 }
-
-// demoTB implements testenv.TB for a program: Fatalf prints and unwinds to
-// main, which runs the cleanups in reverse order and exits 1.
-type demoTB struct {
-	root     string
-	verbose  bool
-	cleanups []func()
-	failed   bool
-	n        int
-}
-
-type demoFatal struct{}
-
-func newDemoTB() *demoTB {
-	root, err := os.MkdirTemp("", "edge-demo-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "demo:", err)
-		os.Exit(1)
-	}
-	d := &demoTB{root: root, verbose: os.Getenv("DEMO_VERBOSE") == "1"}
-	d.Cleanup(func() { os.RemoveAll(root) })
-	return d
-}
-
-func (d *demoTB) Helper() {}
-
-func (d *demoTB) Logf(format string, args ...any) {
-	if d.verbose || d.failed {
-		fmt.Fprintf(os.Stderr, format+"\n", args...)
-	}
-}
-
-func (d *demoTB) Fatalf(format string, args ...any) {
-	d.failed = true
-	fmt.Fprintf(os.Stderr, "demo FAILED: "+format+"\n", args...)
-	panic(demoFatal{})
-}
-
-func (d *demoTB) Failed() bool { return d.failed }
-
-func (d *demoTB) Cleanup(f func()) { d.cleanups = append(d.cleanups, f) }
-
-func (d *demoTB) TempDir() string {
-	d.n++
-	dir := filepath.Join(d.root, fmt.Sprintf("%03d", d.n))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		d.Fatalf("%v", err)
-	}
-	return dir
-}
-
-func (d *demoTB) cleanup() {
-	for i := len(d.cleanups) - 1; i >= 0; i-- {
-		d.cleanups[i]()
-	}
-	d.cleanups = nil
-}
-
-var _ testenv.TB = (*demoTB)(nil)

@@ -334,15 +334,7 @@ func CheckDelegation(ctx context.Context, resolver, name, target string) error {
 	qname := dns.Fqdn("_acme-challenge." + strings.TrimPrefix(strings.ToLower(name), "*."))
 	want := strings.ToLower(dns.Fqdn(target))
 
-	m := new(dns.Msg)
-	m.SetQuestion(qname, dns.TypeCNAME)
-	m.RecursionDesired = true
-	c := &dns.Client{Net: "udp", Timeout: 5 * time.Second}
-	in, _, err := c.ExchangeContext(ctx, m, server)
-	if err == nil && in.Truncated {
-		c.Net = "tcp"
-		in, _, err = c.ExchangeContext(ctx, m, server)
-	}
+	in, err := query(ctx, server, qname, dns.TypeCNAME, 5*time.Second)
 	if err != nil {
 		return fmt.Errorf("checking delegation of %s: asking %s for %s CNAME: %w", name, server, qname, err)
 	}
@@ -362,4 +354,19 @@ func CheckDelegation(ctx context.Context, resolver, name, target string) error {
 	}
 	return fmt.Errorf("checking delegation of %s: %s has no CNAME at %s (%s), want one to %s: %w",
 		name, server, strings.TrimSuffix(qname, "."), dns.RcodeToString[in.Rcode], strings.TrimSuffix(want, "."), ErrDelegationMissing)
+}
+
+// query asks server (host:port) one recursive question over UDP, again over
+// TCP when the answer is truncated.
+func query(ctx context.Context, server, qname string, qtype uint16, timeout time.Duration) (*dns.Msg, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(qname, qtype)
+	m.RecursionDesired = true
+	c := &dns.Client{Net: "udp", Timeout: timeout}
+	in, _, err := c.ExchangeContext(ctx, m, server)
+	if err == nil && in.Truncated {
+		c.Net = "tcp"
+		in, _, err = c.ExchangeContext(ctx, m, server)
+	}
+	return in, err
 }

@@ -131,15 +131,7 @@ func lookupTXT(ctx context.Context, resolver, fqdn string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := new(dns.Msg)
-	m.SetQuestion(fqdn, dns.TypeTXT)
-	m.RecursionDesired = true
-	c := &dns.Client{Net: "udp", Timeout: 3 * time.Second}
-	in, _, err := c.ExchangeContext(ctx, m, server)
-	if err == nil && in.Truncated {
-		c.Net = "tcp"
-		in, _, err = c.ExchangeContext(ctx, m, server)
-	}
+	in, err := query(ctx, server, fqdn, dns.TypeTXT, 3*time.Second)
 	if err != nil {
 		return nil, err
 	}

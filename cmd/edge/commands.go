@@ -16,6 +16,7 @@ import (
 
 	"github.com/farmedge/edge/config"
 	"github.com/farmedge/edge/proxy"
+	"github.com/farmedge/edge/tlsmgr"
 )
 
 func newFlagSet(name string) *flag.FlagSet {
@@ -131,16 +132,6 @@ func envOr(k, def string) string {
 	return def
 }
 
-type certRow struct {
-	Name      string    `json:"name"`
-	Names     []string  `json:"names"`
-	Issuer    string    `json:"issuer"`
-	NotAfter  time.Time `json:"not_after"`
-	RenewalAt time.Time `json:"renewal_at"`
-	State     string    `json:"state"`
-	LastError string    `json:"last_error"`
-}
-
 func cmdCerts(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("certs")
 	client, _ := newAdminClient(fs)
@@ -156,7 +147,7 @@ func cmdCerts(ctx context.Context, args []string, stdout io.Writer) error {
 		_, err := fmt.Fprintf(stdout, "%s\n", raw)
 		return err
 	}
-	var rows []certRow
+	var rows []tlsmgr.CertStatus
 	if err := json.Unmarshal(raw, &rows); err != nil {
 		return err
 	}

@@ -14,6 +14,9 @@ var (
 	ErrNoUpstream = errors.New("no available backend")
 	// ErrInvalidConfig wraps every problem New finds in a Config.
 	ErrInvalidConfig = errors.New("invalid proxy config")
+	// errBrokenPool is newSite's answer for a route to a pool whose own
+	// error New has already reported.
+	errBrokenPool = errors.New("route to a pool that failed")
 )
 
 // StatusClientClosedRequest is the non-standard status (nginx's 499) recorded

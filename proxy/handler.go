@@ -26,6 +26,21 @@ type Config struct {
 	// are replaced or dropped, and X-Real-IP is set to the peer's address.
 	// See setForwarded.
 	TrustedProxies []netip.Prefix
+	// State holds what outlives a configuration: backends' health,
+	// ejection and in-flight counts, balancing positions. Give every Handler
+	// of the process the same one. Nil gives the Handler a State of its own,
+	// which nothing else shares.
+	State *State
+	// CertCovers reports whether the certificate served on a TLS connection
+	// for serverName (the SNI) also covers host, a request's Host. A request
+	// whose Host differs from the connection's server name gets 421
+	// Misdirected Request unless CertCovers says yes (HTTP/2 connection
+	// coalescing, RFC 9113 section 9.1.1). Nil: only equal names pass.
+	CertCovers func(serverName, host string) bool
+	// WriteTimeout is the longest a client may take to accept each write of
+	// a response (nginx's send_timeout): the deadline is set when the
+	// request starts and moved on at every write. 0 means no limit.
+	WriteTimeout time.Duration
 	// Metrics, shared across reloads; nil counts nothing.
 	Metrics *Metrics
 	// Logger receives backend state changes and, with AccessLog, one line
@@ -47,6 +62,9 @@ type Config struct {
 type Handler struct {
 	router    router
 	poolList  []*pool
+	state     *State
+	covers    func(serverName, host string) bool
+	writeTO   time.Duration
 	trusted   []netip.Prefix
 	metrics   *Metrics
 	unknown   *requestStats // site "" pool ""
@@ -93,6 +111,12 @@ func New(ctx context.Context, cfg Config) (*Handler, error) {
 		accessLog: cfg.AccessLog && cfg.Logger != nil,
 		httpsPort: cfg.HTTPSPort,
 		buffers:   newBufferPool(),
+		state:     cfg.State,
+		covers:    cfg.CertCovers,
+		writeTO:   max(cfg.WriteTimeout, 0),
+	}
+	if h.state == nil {
+		h.state = NewState()
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
@@ -112,6 +136,7 @@ func New(ctx context.Context, cfg Config) (*Handler, error) {
 		p, err := newPool(pc, h)
 		if err != nil {
 			errs = append(errs, err)
+			pools[pc.Name] = nil // reported: routes to it are not reported again
 			continue
 		}
 		pools[p.name] = p
@@ -119,6 +144,9 @@ func New(ctx context.Context, cfg Config) (*Handler, error) {
 	}
 	for _, sc := range cfg.Sites {
 		s, err := newSite(sc, pools, h.metrics)
+		if errors.Is(err, errBrokenPool) {
+			continue
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -132,12 +160,25 @@ func New(ctx context.Context, cfg Config) (*Handler, error) {
 	if len(errs) > 0 {
 		for _, p := range h.poolList {
 			p.transport.CloseIdleConnections()
+			p.release(h.state)
 		}
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
 	}
 
 	ctx, h.cancel = context.WithCancel(ctx)
+	// Backends the active checks have not judged yet (new ones) start as
+	// their first probe says, so that a reload never sends requests to a
+	// backend that is down. The probes run at once, bounded by each pool's
+	// timeout.
+	var first sync.WaitGroup
 	for _, p := range h.poolList {
+		if len(p.unjudged) > 0 {
+			first.Go(func() { p.probeAll(ctx, p.unjudged, true) })
+		}
+	}
+	first.Wait()
+	for _, p := range h.poolList {
+		p.unjudged = nil
 		if p.active {
 			h.wg.Go(func() {
 				defer p.recoverPanic("health checker")
@@ -151,8 +192,10 @@ func New(ctx context.Context, cfg Config) (*Handler, error) {
 	return h, nil
 }
 
-// Close stops the health checks and waits for them, and drops idle backend
-// connections. Requests in flight finish. Safe to call more than once.
+// Close stops the health checks and waits for them, drops idle backend
+// connections and gives the pools' entries back to the State (a backend no
+// other open Handler lists leaves it, with its metric series). Requests in
+// flight finish. Safe to call more than once.
 func (h *Handler) Close() {
 	h.closeOnce.Do(func() {
 		h.cancel()
@@ -162,6 +205,7 @@ func (h *Handler) Close() {
 		}
 		for _, p := range h.poolList {
 			p.transport.CloseIdleConnections()
+			p.release(h.state)
 		}
 	})
 }
@@ -178,12 +222,17 @@ func (h *Handler) Status() []PoolStatus {
 
 // ServeHTTP is the HTTPS handler. A host no site answers gets 421
 // Misdirected Request (RFC 9110, section 15.5.20): the client reused a
-// connection for a name this server does not serve. Sites with HSTS get the
+// connection for a name this server does not serve. So does a Host that
+// differs from the connection's TLS server name, unless the connection's
+// certificate covers it too (Config.CertCovers): a client may coalesce
+// requests for several names of one certificate on one connection (RFC 9113,
+// section 9.1.1), but no other. Sites with HSTS get the
 // Strict-Transport-Security header on every response, once: edge's value
 // replaces the backend's.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.startWriteDeadline(w, r)
 	s := h.router.lookup(r.Host)
-	if s == nil {
+	if s == nil || (r.TLS != nil && !h.sameAuthority(r.TLS.ServerName, r.Host)) {
 		h.answer(w, r, nil, http.StatusMisdirectedRequest)
 		return
 	}
@@ -191,6 +240,29 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header()[hstsHeader] = []string{s.hsts}
 	}
 	h.proxy(w, r, s, s.hsts)
+}
+
+// sameAuthority reports whether a request for host may be served on a TLS
+// connection made for serverName. Without SNI there is nothing to compare.
+func (h *Handler) sameAuthority(serverName, host string) bool {
+	if serverName == "" {
+		return true
+	}
+	hn, sn := normalizeHost(host), normalizeHost(serverName)
+	if hn == sn {
+		return true
+	}
+	return h.covers != nil && h.covers(sn, hn)
+}
+
+// startWriteDeadline gives an HTTP/1.x response WriteTimeout for its first
+// write (the recorder moves it on at every write). HTTP/2 streams are left to
+// flow control: each deadline change there is a message to the connection's
+// goroutine.
+func (h *Handler) startWriteDeadline(w http.ResponseWriter, r *http.Request) {
+	if h.writeTO > 0 && r.ProtoMajor == 1 {
+		setWriteDeadline(w, time.Now().Add(h.writeTO))
+	}
 }
 
 // HTTPHandler returns the handler for the plain-HTTP listener: a site with
@@ -209,6 +281,7 @@ var (
 // ServeHTTP implements http.Handler for the plain-HTTP listener.
 func (hh httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := hh.h
+	h.startWriteDeadline(w, r)
 	s := h.router.lookup(r.Host)
 	switch {
 	case s == nil:
@@ -269,6 +342,15 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site, hsts st
 
 	rec := h.recorders.Get().(*recorder)
 	rec.ResponseWriter, rec.hsts = w, hsts
+	if h.writeTO > 0 && r.ProtoMajor == 1 {
+		rec.writeTO = h.writeTO
+	}
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		// Not in the pooled recorder: the Transport may read the body after
+		// the response is done.
+		rec.body = &watchedBody{ReadCloser: r.Body}
+		r.Body = rec.body
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			// ReverseProxy aborts a response whose body copy failed with
@@ -293,6 +375,12 @@ func (h *Handler) finish(rec *recorder, r *http.Request, s *site, rt *route, sta
 	}
 	if rec.err != nil && !rec.wrote {
 		code = StatusForError(rec.err)
+		if rec.body.timedOut() {
+			// The client did not send its body within limits.read_timeout;
+			// the rest of it may still come, so the connection ends here.
+			code = http.StatusRequestTimeout
+			rec.Header()["Connection"] = []string{"close"}
+		}
 		if code != StatusClientClosedRequest {
 			rec.WriteHeader(code)
 		}
@@ -303,6 +391,9 @@ func (h *Handler) finish(rec *recorder, r *http.Request, s *site, rt *route, sta
 	case code == StatusClientClosedRequest:
 		h.log.LogAttrs(r.Context(), slog.LevelDebug, "client closed request",
 			slog.String(logKeySite, s.name), slog.String(logKeyPath, r.URL.Path))
+	case code == http.StatusRequestTimeout:
+		h.log.LogAttrs(r.Context(), slog.LevelInfo, "request body read timed out",
+			slog.String(logKeySite, s.name), slog.String(logKeyPath, r.URL.Path), slog.String(logKeyRemote, r.RemoteAddr))
 	case code >= 500 && !errors.Is(rec.err, ErrNoUpstream):
 		backend := ""
 		if rec.up != nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -15,11 +16,15 @@ import (
 // of the pool gets GET Path (with Host as the Host header), which must
 // answer status Expect within Timeout.
 // A backend is marked down after Fails consecutive failures and up again
-// after Passes consecutive successes. Backends start up.
+// after Passes consecutive successes. A backend new to the pool (or whose
+// pool had no active check before) is probed once before the Handler is
+// returned, and that first probe alone decides whether it starts up or down.
 //
-// Zero fields take defaults: Path "/", Host the backend's address (host and
-// port of its URL), Interval 5s, Timeout 2s (at most Interval), Expect 200,
-// Fails 2, Passes 2. A nil *HealthCheck in PoolConfig disables active checks.
+// The caller (cmd/edge, from the config's defaults) sets the values; zero
+// fields mean: Path "/", Host the backend's address (host and port of its
+// URL), Timeout the Interval, Expect any 2xx status, Fails and Passes 1 (a
+// single result decides). Interval must be positive. A nil *HealthCheck in
+// PoolConfig disables active checks.
 type HealthCheck struct {
 	Path string
 	// Host is sent as the Host header of every probe, for backends that
@@ -36,36 +41,46 @@ type HealthCheck struct {
 	Passes   int
 }
 
-// withDefaults returns c with its zero fields set to their defaults.
-func (c HealthCheck) withDefaults() HealthCheck {
+// resolve returns c with its zero fields given their meaning, or an error
+// for values that have none.
+func (c HealthCheck) resolve() (HealthCheck, error) {
+	if c.Interval <= 0 {
+		return c, fmt.Errorf("health check interval %v: must be positive", c.Interval)
+	}
+	if c.Timeout < 0 || c.Fails < 0 || c.Passes < 0 || c.Expect < 0 {
+		return c, fmt.Errorf("health check timeout, fails, passes and expect must not be negative")
+	}
 	if c.Path == "" {
 		c.Path = "/"
 	}
-	if c.Interval <= 0 {
-		c.Interval = 5 * time.Second
-	}
-	if c.Timeout <= 0 {
-		c.Timeout = 2 * time.Second
+	if c.Timeout == 0 {
+		c.Timeout = c.Interval
 	}
 	c.Timeout = min(c.Timeout, c.Interval)
-	if c.Expect == 0 {
-		c.Expect = http.StatusOK
-	}
-	if c.Fails <= 0 {
-		c.Fails = 2
-	}
-	if c.Passes <= 0 {
-		c.Passes = 2
-	}
-	return c
+	c.Fails = max(c.Fails, 1)
+	c.Passes = max(c.Passes, 1)
+	return c, nil
 }
 
-// activeState is a backend's run of consecutive probe results. Only the
-// pool's checker touches it, one probe per backend at a time.
+// expected reports whether a probe's status passes.
+func (c *HealthCheck) expected(code int) bool {
+	if c.Expect == 0 {
+		return code >= 200 && code < 300
+	}
+	return code == c.Expect
+}
+
+// activeState is a backend's run of consecutive probe results. Two
+// generations' checkers may probe the same backend while a reload swaps
+// them, so it has a lock of its own.
 type activeState struct {
-	url    string // the probe URL
+	mu     sync.Mutex
 	fails  int
 	passes int
+	// judged is set once an active check has decided about the backend;
+	// cleared when its pool stops checking, so that checks turned on again
+	// start with a probe that decides alone.
+	judged bool
 }
 
 // healthURL joins the backend's base URL and the check's path (which may
@@ -103,41 +118,46 @@ func validHostHeader(host string) bool {
 	return true
 }
 
-// runHealth probes the pool's backends until ctx is done. It is started by
-// New and waited for by Close.
+// runHealth probes the pool's backends every Interval until ctx is done. It
+// is started by New (after the first probe of new backends) and waited for
+// by Close.
 func (p *pool) runHealth(ctx context.Context) {
 	t := time.NewTicker(p.health.Interval)
 	defer t.Stop()
 	for {
-		p.probeAll(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		p.probeAll(ctx, p.upstreams, false)
 	}
 }
 
-// probeAll probes every backend at once and waits for the results, so a
-// slow backend delays the next round at most by Timeout.
-func (p *pool) probeAll(ctx context.Context) {
+// probeAll probes the given backends at once and waits for the results, so
+// a slow backend delays the next round at most by Timeout. With first, each
+// result alone decides whether the backend is up (see HealthCheck).
+func (p *pool) probeAll(ctx context.Context, ups []*Upstream, first bool) {
 	var wg sync.WaitGroup
-	for _, u := range p.upstreams {
+	for _, u := range ups {
 		wg.Go(func() {
 			defer p.recoverPanic("health check")
-			p.probe(ctx, u)
+			p.probe(ctx, u, first)
 		})
 	}
 	wg.Wait()
 }
 
 // probe checks one backend and applies the thresholds.
-func (p *pool) probe(ctx context.Context, u *Upstream) {
+func (p *pool) probe(ctx context.Context, u *Upstream, first bool) {
 	err := p.check(ctx, u)
 	if ctx.Err() != nil {
 		return // shutting down: not the backend's fault
 	}
 	st := &u.health
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.judged = true
 	if err != nil {
 		st.passes = 0
 		st.fails++
@@ -145,7 +165,7 @@ func (p *pool) probe(ctx context.Context, u *Upstream) {
 		if u.stats != nil {
 			u.stats.failure(reasonHealth).Inc()
 		}
-		if st.fails >= p.health.Fails && !u.down.Load() {
+		if (first || st.fails >= p.health.Fails) && !u.down.Load() {
 			u.down.Store(true)
 			p.log.Warn("backend down", logKeyPool, p.name, logKeyBackend, u.name, logKeyError, err)
 		}
@@ -153,7 +173,7 @@ func (p *pool) probe(ctx context.Context, u *Upstream) {
 	}
 	st.fails = 0
 	st.passes++
-	if st.passes >= p.health.Passes && u.down.Load() {
+	if (first || st.passes >= p.health.Passes) && u.down.Load() {
 		u.down.Store(false)
 		p.log.Info("backend up", logKeyPool, p.name, logKeyBackend, u.name)
 	}
@@ -163,7 +183,7 @@ func (p *pool) probe(ctx context.Context, u *Upstream) {
 func (p *pool) check(ctx context.Context, u *Upstream) error {
 	ctx, cancel := context.WithTimeout(ctx, p.health.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.health.url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.healthURL, nil)
 	if err != nil {
 		return fmt.Errorf("checking health of %s: %w", u.name, err)
 	}
@@ -176,8 +196,12 @@ func (p *pool) check(ctx context.Context, u *Upstream) error {
 	// Drain a little so the connection can be reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-	if resp.StatusCode != p.health.Expect {
-		return fmt.Errorf("checking health of %s: status %d, want %d", u.name, resp.StatusCode, p.health.Expect)
+	if !p.health.expected(resp.StatusCode) {
+		want := "2xx"
+		if p.health.Expect != 0 {
+			want = strconv.Itoa(p.health.Expect)
+		}
+		return fmt.Errorf("checking health of %s: status %d, want %s", u.name, resp.StatusCode, want)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"sync"
 	"time"
 )
@@ -9,31 +10,23 @@ import (
 // connect or timeouts within Window, the backend receives no requests for
 // Cooldown, then is tried again.
 //
-// The zero value disables passive checks (Fails 0). With Fails set, a zero
-// Window means 10s and a zero Cooldown 30s.
+// Fails 0 (the zero value) disables passive checks. With Fails set, Window
+// and Cooldown must be positive.
 type PassiveCheck struct {
 	Fails    int
 	Window   time.Duration
 	Cooldown time.Duration
 }
 
-const (
-	defaultPassiveWindow   = 10 * time.Second
-	defaultPassiveCooldown = 30 * time.Second
-)
-
-// withDefaults returns c with its zero fields set to their defaults.
-func (c PassiveCheck) withDefaults() PassiveCheck {
+// resolve checks c: the zero value, or every field positive.
+func (c PassiveCheck) resolve() (PassiveCheck, error) {
 	if c.Fails <= 0 {
-		return PassiveCheck{}
+		return PassiveCheck{}, nil
 	}
-	if c.Window <= 0 {
-		c.Window = defaultPassiveWindow
+	if c.Window <= 0 || c.Cooldown <= 0 {
+		return c, fmt.Errorf("passive check with fails %d needs a positive window and cooldown", c.Fails)
 	}
-	if c.Cooldown <= 0 {
-		c.Cooldown = defaultPassiveCooldown
-	}
-	return c
+	return c, nil
 }
 
 // passiveState holds the times of a backend's last Fails failures in a ring.

@@ -43,7 +43,7 @@ func newFlipBackend(t *testing.T) *flipBackend {
 // drive probes one by one.
 func testPool(t *testing.T, c PoolConfig) *pool {
 	t.Helper()
-	h := &Handler{log: discardLogger(), buffers: newBufferPool()}
+	h := &Handler{log: discardLogger(), buffers: newBufferPool(), state: NewState()}
 	p, err := newPool(c, h)
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +79,7 @@ func TestActiveHealthThresholds(t *testing.T) {
 	}
 	for i, s := range steps {
 		f.fail.Store(s.fail)
-		p.probe(t.Context(), u)
+		p.probe(t.Context(), u, false)
 		if got := u.Available(); got != s.want {
 			t.Fatalf("step %d (fail=%v): available = %v, want %v", i, s.fail, got, s.want)
 		}
@@ -114,7 +114,7 @@ func TestActiveHealthExpectAndTimeout(t *testing.T) {
 			p := testPool(t, PoolConfig{Name: "p", Backends: []*url.URL{mustURL(t, tc.url)},
 				Health: &HealthCheck{Interval: time.Hour, Timeout: 100 * time.Millisecond, Expect: tc.expect, Fails: 1, Passes: 1}})
 			start := time.Now()
-			p.probe(t.Context(), p.upstreams[0])
+			p.probe(t.Context(), p.upstreams[0], false)
 			if got := p.upstreams[0].Available(); got != tc.want {
 				t.Errorf("available = %v, want %v", got, tc.want)
 			}
@@ -289,7 +289,7 @@ func TestActiveHealthHostInvalid(t *testing.T) {
 	for _, host := range []string{"www.example.com/x", "a b", "user@host", "host\r\nX: y", "ex?ample"} {
 		t.Run(host, func(t *testing.T) {
 			cfg := simpleConfig(mustURL(t, "http://127.0.0.1:1"))
-			cfg.Pools[0].Health = &HealthCheck{Host: host}
+			cfg.Pools[0].Health = &HealthCheck{Host: host, Interval: time.Hour}
 			if h, err := New(t.Context(), cfg); err == nil {
 				h.Close()
 				t.Fatalf("New accepted health check host %q", host)

@@ -130,6 +130,13 @@ func (m *Metrics) backendStats(pool, backend string) *backendStats {
 	}
 }
 
+// deleteBackend removes the series of a backend that left its pool.
+func (m *Metrics) deleteBackend(pool, backend string) {
+	l := prometheus.Labels{"pool": pool, "backend": backend}
+	m.backendRequests.DeletePartialMatch(l)
+	m.backendFailures.DeletePartialMatch(l)
+}
+
 func (s *backendStats) failure(reason string) prometheus.Counter {
 	switch reason {
 	case reasonConnect:

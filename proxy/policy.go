@@ -93,10 +93,14 @@ func policyName(s Selector) string {
 	return fmt.Sprintf("%T", s)
 }
 
-// RoundRobin cycles through the available backends with an atomic counter,
-// without a lock. The zero value is ready; it must not be copied after use.
+// RoundRobin cycles through the backends with an atomic counter, without a
+// lock. The turn of a backend that is not available goes to the available
+// ones in turn (a second counter), so its share is spread evenly over the
+// survivors instead of falling to its neighbour in the ring, as nginx and
+// HAProxy do. The zero value is ready; it must not be copied after use.
 type RoundRobin struct {
-	next atomic.Uint32
+	next  atomic.Uint32
+	spill atomic.Uint32
 }
 
 // Select implements Selector.
@@ -105,13 +109,31 @@ func (s *RoundRobin) Select(pool []*Upstream, _ *http.Request, _ http.ResponseWr
 	if n == 0 {
 		return nil
 	}
-	start := s.next.Add(1) - 1
-	for i := range n {
-		if u := pool[(start+i)%n]; u.Available() {
-			return u
+	if u := pool[(s.next.Add(1)-1)%n]; u.Available() {
+		return u
+	}
+	avail := uint32(0)
+	for _, u := range pool {
+		if u.Available() {
+			avail++
 		}
 	}
-	return nil
+	if avail == 0 {
+		return nil
+	}
+	k := (s.spill.Add(1) - 1) % avail
+	var last *Upstream
+	for _, u := range pool {
+		if !u.Available() {
+			continue
+		}
+		if k == 0 {
+			return u
+		}
+		k--
+		last = u
+	}
+	return last // one went away between the two passes
 }
 
 // String returns the policy name, "round_robin".

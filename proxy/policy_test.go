@@ -63,7 +63,7 @@ func TestRoundRobin(t *testing.T) {
 		want []int
 	}{
 		{"all up", 3, nil, []int{0, 1, 2, 0, 1, 2}},
-		{"skips down", 3, []int{1}, []int{0, 2, 2, 0, 2, 2}},
+		{"skips down", 3, []int{1}, []int{0, 0, 2, 0, 2, 2}}, // the down one's turns alternate
 		{"one left", 3, []int{0, 2}, []int{1, 1, 1}},
 		{"none", 3, []int{0, 1, 2}, []int{-1, -1}},
 		{"empty", 0, nil, []int{-1}},
@@ -78,6 +78,33 @@ func TestRoundRobin(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRoundRobinFairAfterEjection: the turns of a backend that is down are
+// spread over the others, not handed to its neighbour in the ring.
+func TestRoundRobinFairAfterEjection(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		down []int
+	}{{3, []int{0}}, {3, []int{1}}, {4, []int{1}}, {5, []int{0, 3}}, {6, []int{1, 2, 3}}} {
+		pool := fixturePool(t, tc.n, tc.down...)
+		s := new(RoundRobin)
+		counts := make([]int, tc.n)
+		const picks = 6000
+		for range picks {
+			counts[indexOf(pool, s.Select(pool, nil, nil))]++
+		}
+		alive := tc.n - len(tc.down)
+		for i, c := range counts {
+			want := picks / alive
+			if slices.Contains(tc.down, i) {
+				want = 0
+			}
+			if d := c - want; d < -tc.n || d > tc.n {
+				t.Errorf("n=%d down=%v: backend %d got %d of %d picks, want %d: %v", tc.n, tc.down, i, c, picks, want, counts)
+			}
+		}
 	}
 }
 

@@ -45,10 +45,12 @@ type perPoolSelector interface {
 
 var _ perPoolSelector = Cookie{}
 
-// pool is the runtime form of a PoolConfig.
+// pool is the runtime form of a PoolConfig in one generation. Its
+// backends' live state and its selector come from the Handler's State.
 type pool struct {
 	name      string
 	upstreams []*Upstream
+	states    []*backendState // what this pool took from the State, to release
 	selector  Selector
 	retries   int
 	health    HealthCheck // valid when active
@@ -56,10 +58,14 @@ type pool struct {
 	passive   PassiveCheck
 	transport *http.Transport
 	log       *slog.Logger
+	// unjudged are the backends the active check has not decided about yet
+	// (new ones): New probes them once before it returns.
+	unjudged []*Upstream
 }
 
 // newPool builds a pool and one ReverseProxy per backend, all sharing the
-// pool's Transport and the handler's buffer pool.
+// pool's Transport and the handler's buffer pool. On success the pool holds
+// its entries in h.state until release.
 func newPool(c PoolConfig, h *Handler) (*pool, error) {
 	if c.Name == "" {
 		return nil, fmt.Errorf("pool without a name")
@@ -70,22 +76,28 @@ func newPool(c PoolConfig, h *Handler) (*pool, error) {
 	if c.Retries < 0 {
 		return nil, fmt.Errorf("pool %q: negative retries", c.Name)
 	}
+	passive, err := c.Passive.resolve()
+	if err != nil {
+		return nil, fmt.Errorf("pool %q: %w", c.Name, err)
+	}
 	p := &pool{
-		name:     c.Name,
-		selector: c.Selector,
-		retries:  c.Retries,
-		passive:  c.Passive.withDefaults(),
-		log:      h.log,
+		name:    c.Name,
+		retries: c.Retries,
+		passive: passive,
+		log:     h.log,
 	}
-	if p.selector == nil {
-		p.selector = new(RoundRobin)
+	sel := c.Selector
+	if sel == nil {
+		sel = new(RoundRobin)
 	}
-	if ps, ok := p.selector.(perPoolSelector); ok {
-		p.selector = ps.forPool(p.name)
+	if ps, ok := sel.(perPoolSelector); ok {
+		sel = ps.forPool(p.name)
 	}
 	if c.Health != nil {
 		p.active = true
-		p.health = c.Health.withDefaults()
+		if p.health, err = c.Health.resolve(); err != nil {
+			return nil, fmt.Errorf("pool %q: %w", c.Name, err)
+		}
 		if host := p.health.Host; host != "" && !validHostHeader(host) {
 			return nil, fmt.Errorf("pool %q: health check host %q: not a host name or address", c.Name, host)
 		}
@@ -107,22 +119,42 @@ func newPool(c PoolConfig, h *Handler) (*pool, error) {
 		seen[u.name] = true
 		u.pool = p
 		if p.active {
-			hu, err := healthURL(bu, p.health.Path)
-			if err != nil {
+			if u.healthURL, err = healthURL(bu, p.health.Path); err != nil {
 				return nil, fmt.Errorf("pool %q: %w", c.Name, err)
 			}
-			u.health.url = hu
-		}
-		if h.metrics != nil {
-			u.stats = h.metrics.backendStats(p.name, u.name)
 		}
 		p.upstreams = append(p.upstreams, u)
+	}
+	// Everything checked: take the pool's entries in the State.
+	ps, sel := h.state.acquire(p.name, sel)
+	p.selector = sel
+	for _, u := range p.upstreams {
+		st, _ := h.state.backend(ps, p.name, u.name, h.metrics)
+		u.backendState = st
+		p.states = append(p.states, st)
+		st.health.mu.Lock()
+		switch {
+		case !p.active && st.health.judged:
+			// Active checks were turned off: their last verdict no longer
+			// holds.
+			st.health.judged, st.health.fails, st.health.passes = false, 0, 0
+			u.down.Store(false)
+		case p.active && !st.health.judged:
+			p.unjudged = append(p.unjudged, u)
+		}
+		st.health.mu.Unlock()
 	}
 	p.transport = newTransport(c.Timeouts, https)
 	for _, u := range p.upstreams {
 		u.proxy = h.newReverseProxy(p, u)
 	}
 	return p, nil
+}
+
+// release gives the pool's entries back to the State.
+func (p *pool) release(s *State) {
+	s.release(p.name, p.states)
+	p.states = nil
 }
 
 // newReverseProxy returns the ReverseProxy that sends requests to u. Its

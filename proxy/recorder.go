@@ -2,8 +2,13 @@ package proxy
 
 import (
 	"bufio"
+	"errors"
+	"io"
 	"net"
 	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
 )
 
 // recorder wraps the client's ResponseWriter for one request: it notes the
@@ -18,6 +23,10 @@ type recorder struct {
 	err    error
 	up     *Upstream // the backend tried last
 	hsts   string    // the site's Strict-Transport-Security, "" for none
+	// writeTO, when set, moves the connection's write deadline on at every
+	// write (HTTP/1.x).
+	writeTO time.Duration
+	body    *watchedBody // the request body, nil when there is none
 }
 
 var _ http.Hijacker = (*recorder)(nil)
@@ -42,6 +51,9 @@ func (r *recorder) Write(b []byte) (int, error) {
 	if !r.wrote {
 		r.status, r.wrote = http.StatusOK, true
 		r.setHSTS()
+	}
+	if r.writeTO > 0 {
+		setWriteDeadline(r.ResponseWriter, time.Now().Add(r.writeTO))
 	}
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += int64(n)
@@ -81,3 +93,41 @@ func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	return c, brw, err
 }
+
+// setWriteDeadline sets the write deadline of the connection (HTTP/1.x) or
+// stream (HTTP/2) under w, as http.ResponseController does, without
+// allocating. Writers that cannot are left alone.
+func setWriteDeadline(w http.ResponseWriter, t time.Time) {
+	for {
+		switch x := w.(type) {
+		case interface{ SetWriteDeadline(time.Time) error }:
+			_ = x.SetWriteDeadline(t)
+			return
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = x.Unwrap()
+		default:
+			return
+		}
+	}
+}
+
+// watchedBody is a request body that remembers whether a read hit the
+// server's read deadline (limits.read_timeout), so that the proxy answers
+// 408 rather than blaming the backend.
+type watchedBody struct {
+	io.ReadCloser
+	deadline atomic.Bool
+}
+
+// Read implements io.Reader.
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		b.deadline.Store(true)
+	}
+	return n, err
+}
+
+// timedOut reports whether reading the body hit the read deadline. Safe on
+// nil.
+func (b *watchedBody) timedOut() bool { return b != nil && b.deadline.Load() }

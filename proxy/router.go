@@ -121,6 +121,9 @@ func newSite(c SiteConfig, pools map[string]*pool, m *Metrics) (*site, error) {
 		if !ok {
 			return nil, fmt.Errorf("site %q: route %q: unknown pool %q", c.Name, rc.Path, rc.Pool)
 		}
+		if p == nil {
+			return nil, errBrokenPool
+		}
 		prefix := rc.Path
 		if prefix == "/" {
 			prefix = ""

@@ -8,10 +8,9 @@ import (
 	"time"
 )
 
-// Timeouts bound the talk with a pool's backends.
-//
-// Zero fields take defaults: Connect 3s, ResponseHeader none (as
-// http.Transport), Idle 90s.
+// Timeouts bound the talk with a pool's backends. The caller sets them (the
+// config holds the defaults); a zero field means no limit, as in
+// net.Dialer and http.Transport.
 type Timeouts struct {
 	// Connect bounds dialing a backend (and the TLS handshake with it).
 	Connect time.Duration
@@ -23,24 +22,15 @@ type Timeouts struct {
 }
 
 const (
-	defaultConnectTimeout = 3 * time.Second
-	defaultIdleTimeout    = 90 * time.Second
-	maxIdleConnsPerHost   = 256
-	copyBufferSize        = 32 << 10
+	maxIdleConnsPerHost = 256
+	copyBufferSize      = 32 << 10
 )
 
 // newTransport returns the tuned keep-alive transport of one pool. HTTP/2 is
 // attempted only when the pool has https backends (upgrade requests still
 // use HTTP/1.1: net/http sends them on HTTP/1.1 connections).
 func newTransport(t Timeouts, https bool) *http.Transport {
-	connect := t.Connect
-	if connect <= 0 {
-		connect = defaultConnectTimeout
-	}
-	idle := t.Idle
-	if idle <= 0 {
-		idle = defaultIdleTimeout
-	}
+	connect, idle := max(t.Connect, 0), max(t.Idle, 0)
 	d := &net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		Proxy:                 nil, // never the environment's proxy

@@ -5,45 +5,41 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strconv"
-	"sync/atomic"
 	"time"
 )
 
-// Upstream is one backend of a pool: its address and its live state. The
-// state is kept in unexported atomics; policies only ask Available and
-// InFlight.
+// Upstream is one backend of a pool in one configuration generation: its
+// address, the ReverseProxy that reaches it, and a pointer to its live state
+// (health, ejection, in-flight count), which it shares with every other
+// generation that lists the same backend in the same pool (see State).
+// Policies only ask Available and InFlight.
 //
-// The zero value is an available backend with no address, useful only as a
-// fixture; New creates the Upstreams that serve traffic. All methods are safe
-// for concurrent use.
+// Build one with newUpstream; the zero value is not usable. All methods are
+// safe for concurrent use.
 type Upstream struct {
-	url    *url.URL
-	name   string // url.String(), the backend label
-	hash   uint64 // fnv-64a of name, for ip_hash and cookie
-	cookie string // cookie value selecting this backend
+	*backendState
 
-	down         atomic.Bool  // set by the active health check
-	ejectedUntil atomic.Int64 // unix nanoseconds; 0 when not ejected (passive check)
-	inFlight     atomic.Int64
-	fails        atomic.Uint64 // backend failures seen by this generation
+	url       *url.URL
+	name      string // url.String(), the backend label
+	hash      uint64 // fnv-64a of name, for ip_hash and cookie
+	cookie    string // cookie value selecting this backend
+	healthURL string // the active check's probe URL
 
-	pool    *pool
-	proxy   *httputil.ReverseProxy
-	passive passiveState
-	health  activeState
-	stats   *backendStats // nil without metrics
+	pool  *pool
+	proxy *httputil.ReverseProxy
 }
 
-// newUpstream returns an available Upstream for u. It does not wire it to a
-// pool.
+// newUpstream returns an available Upstream for u with a state of its own.
+// It does not wire it to a pool; newPool replaces the state by the shared one.
 func newUpstream(u *url.URL) *Upstream {
 	name := u.String()
 	sum := hashString(name)
 	return &Upstream{
-		url:    u,
-		name:   name,
-		hash:   sum,
-		cookie: strconv.FormatUint(sum, 36),
+		backendState: &backendState{key: name},
+		url:          u,
+		name:         name,
+		hash:         sum,
+		cookie:       strconv.FormatUint(sum, 36),
 	}
 }
 
@@ -121,7 +117,7 @@ type BackendStatus struct {
 	Healthy  bool   `json:"healthy"` // the active check's verdict
 	Ejected  bool   `json:"ejected"` // ejected by the passive check
 	InFlight int64  `json:"in_flight"`
-	Fails    uint64 `json:"fails"` // failures (connect, timeout, protocol, health) since this config was loaded
+	Fails    uint64 `json:"fails"` // failures (connect, timeout, protocol, health) since the backend was configured
 }
 
 func (u *Upstream) status() BackendStatus {

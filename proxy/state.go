@@ -1,0 +1,128 @@
+package proxy
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// State is the part of the proxy that describes the world rather than a
+// configuration: each backend's health verdict, passive ejection, in-flight
+// count and failure count, and each pool's balancing position. The process
+// keeps one State for its whole life and gives it to every Handler it builds
+// (Config.State); a reload that keeps a pool keeps its backends as they were,
+// so a backend that is down stays out of rotation.
+//
+// State is keyed by pool name and backend URL. A backend lives in it as long
+// as at least one open Handler lists it: when the last Handler that lists it
+// is closed, its entry and its metric series (edge_backend_requests_total,
+// edge_backend_failures_total) are removed. Build a State with NewState; it is
+// safe for concurrent use.
+type State struct {
+	mu    sync.Mutex
+	pools map[string]*poolState
+}
+
+// poolState is what a State keeps of one pool.
+type poolState struct {
+	refs     int // open Handlers that have this pool
+	selector Selector
+	backends map[string]*backendState
+}
+
+// backendState is the live state of one backend, shared by every Handler
+// that lists it. Policies read it through Upstream's methods.
+type backendState struct {
+	down         atomic.Bool  // set by the active health check
+	ejectedUntil atomic.Int64 // unix nanoseconds; 0 when not ejected (passive check)
+	inFlight     atomic.Int64
+	fails        atomic.Uint64 // backend failures since the backend was first configured
+
+	passive passiveState
+	health  activeState
+
+	refs     int           // guarded by State.mu
+	stats    *backendStats // nil without metrics
+	metrics  *Metrics      // where stats were made, to delete them
+	poolName string
+	key      string // the backend's name in its pool
+}
+
+// NewState returns an empty State.
+func NewState() *State {
+	return &State{pools: make(map[string]*poolState)}
+}
+
+// acquire returns the pool's state, creating it, and counts one more Handler
+// that uses it. sel is the Selector the new configuration asks for: the
+// pool's previous Selector is kept when it is of the same policy, so that a
+// round robin goes on from where it was.
+func (s *State) acquire(pool string, sel Selector) (*poolState, Selector) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := s.pools[pool]
+	if ps == nil {
+		ps = &poolState{backends: make(map[string]*backendState)}
+		s.pools[pool] = ps
+	}
+	ps.refs++
+	if ps.selector == nil || policyName(ps.selector) != policyName(sel) {
+		ps.selector = sel
+	}
+	return ps, ps.selector
+}
+
+// backend returns the backend's state, creating it (fresh) when no open
+// Handler lists it, and counts one more Handler that uses it. m makes the
+// metric series of a new backend.
+func (s *State) backend(ps *poolState, pool, name string, m *Metrics) (st *backendState, fresh bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st = ps.backends[name]
+	if st == nil {
+		st = &backendState{poolName: pool, key: name, metrics: m}
+		if m != nil {
+			st.stats = m.backendStats(pool, name)
+		}
+		ps.backends[name] = st
+		fresh = true
+	}
+	st.refs++
+	return st, fresh
+}
+
+// release undoes acquire and backend for one Handler: pool is the pool's
+// name, backends the states it took. Entries no open Handler uses any more
+// are dropped with their metric series.
+func (s *State) release(pool string, backends []*backendState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := s.pools[pool]
+	if ps == nil {
+		return
+	}
+	for _, st := range backends {
+		st.refs--
+		if st.refs > 0 {
+			continue
+		}
+		delete(ps.backends, st.key)
+		if st.metrics != nil {
+			st.metrics.deleteBackend(st.poolName, st.key)
+		}
+	}
+	ps.refs--
+	if ps.refs <= 0 {
+		delete(s.pools, pool)
+	}
+}
+
+// len returns how many backends the State holds (for tests).
+func (s *State) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, ps := range s.pools {
+		n += len(ps.backends)
+	}
+	return n
+}

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +73,10 @@ type DNSOptions struct {
 	// ProviderName labels errors and logs ("cf", "lan").
 	ProviderName string
 	Provider     DNSProvider
+	// Fingerprint identifies the configuration Provider was built from
+	// (a hash of its settings, secrets included): Apply keeps a group whose
+	// DNSOptions, Fingerprint included, are unchanged. "" matches only "".
+	Fingerprint string
 	// OverrideDomain writes the TXT record at a delegated name
 	// (a CNAME target of _acme-challenge.NAME).
 	OverrideDomain     string
@@ -99,21 +104,76 @@ type Manager struct {
 	cur    atomic.Pointer[generation]
 	status *statusBook
 
-	mu       sync.Mutex // serialises Apply
-	wg       sync.WaitGroup
-	renewing sync.Map // name -> true while a forced renewal runs
-	stopped  atomic.Bool
+	mu         sync.Mutex // serialises Apply
+	base       context.Context
+	baseCancel context.CancelFunc
+	wg         sync.WaitGroup
+	renewing   sync.Map // name -> true while a forced renewal runs
+	stopped    atomic.Bool
 }
 
 // generation is the state built by one Apply.
 type generation struct {
 	opts    Options
+	groups  []*group
 	configs []*certmagic.Config
 	issuers []*certmagic.ACMEIssuer
 	byName  map[string]*certmagic.Config
 	names   []string
-	ctx     context.Context
-	cancel  context.CancelFunc
+	ctx     context.Context // for forced renewals: lives as long as the Manager
+}
+
+// group is the certmagic config of one Group. A reload that leaves the
+// issuer setup and the group as they were keeps it, with its orders in
+// flight; one that changes them cancels it.
+type group struct {
+	key    groupKey
+	names  []string
+	cfg    *certmagic.Config
+	iss    *certmagic.ACMEIssuer
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// groupKey is what makes two Groups the same to certmagic.
+type groupKey struct {
+	names string // NUL-joined, in order
+	dns   string // "" without DNS-01
+}
+
+func keyOf(g Group) groupKey {
+	k := groupKey{names: strings.Join(g.Names, "\x00")}
+	if d := g.DNS; d != nil {
+		k.dns = fmt.Sprintf("%s\x00%s\x00%s\x00%q\x00%d\x00%d", d.ProviderName, d.Fingerprint, d.OverrideDomain,
+			d.Resolvers, d.PropagationTimeout, d.PropagationDelay)
+	}
+	return k
+}
+
+// sameIssuerSetup reports whether a and b configure certmagic's issuers the
+// same way for every group. The fields of Options that are not compared
+// here are process-wide (see processWideOptions, held by a test) or are the
+// Groups, compared one by one.
+func sameIssuerSetup(a, b Options) bool {
+	return a.CA == b.CA && a.Email == b.Email &&
+		rootsEqual(a.TrustedRoots, b.TrustedRoots) && eabEqual(a.EAB, b.EAB) &&
+		a.HTTP01 == b.HTTP01 && a.TLSALPN01 == b.TLSALPN01 &&
+		a.HTTPPort == b.HTTPPort && a.TLSPort == b.TLSPort && a.ListenHost == b.ListenHost &&
+		a.Storage == b.Storage && a.RenewalWindowRatio == b.RenewalWindowRatio
+}
+
+func rootsEqual(a, b *x509.CertPool) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Equal(b)
+}
+
+func eabEqual(a, b *acme.EAB) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 // New makes a Manager with its certificate cache. Call Apply to manage names
@@ -143,10 +203,13 @@ func (m *Manager) configForCert(cert certmagic.Certificate) (*certmagic.Config, 
 	return g.configs[0], nil
 }
 
-// Apply builds certmagic configs for opts, swaps them in and starts managing
-// every name asynchronously (certmagic retries failed orders with back-off).
-// Names no longer configured stop being maintained. ctx bounds the
-// background work of this generation.
+// Apply takes a new set of options and applies the difference: groups whose
+// names and issuer setup are unchanged keep their certmagic config and any
+// order in flight; changed or new groups get a new config and start being
+// managed asynchronously (certmagic retries failed orders with back-off);
+// names no longer configured stop being maintained. Options equal to the
+// running ones change nothing. ctx bounds the background work of the groups
+// started here (beyond a reload: cancel it, or call Stop, to end them).
 func (m *Manager) Apply(ctx context.Context, opts Options) error {
 	if opts.CA == "" {
 		return errors.New("no ACME directory URL")
@@ -159,20 +222,45 @@ func (m *Manager) Apply(ctx context.Context, opts Options) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.stopped.Load() {
+		return errors.New("stopping")
+	}
+	old := m.cur.Load()
+	reusable := map[groupKey]*group{}
+	if old != nil && sameIssuerSetup(old.opts, opts) {
+		for _, og := range old.groups {
+			reusable[og.key] = og
+		}
+	}
 	m.metrics.initOrders(opts.CA)
 
-	gctx, cancel := context.WithCancel(ctx)
-	g := &generation{opts: opts, byName: map[string]*certmagic.Config{}, ctx: gctx, cancel: cancel}
+	g := &generation{opts: opts, byName: map[string]*certmagic.Config{}, ctx: m.baseCtx(ctx)}
+	var started []*group
+	kept := map[*group]bool{}
 	for _, grp := range opts.Groups {
-		cfg, iss := m.buildConfig(opts, grp)
-		g.configs = append(g.configs, cfg)
-		g.issuers = append(g.issuers, iss)
+		k := keyOf(grp)
+		rt := reusable[k]
+		if rt != nil && !kept[rt] {
+			kept[rt] = true
+		} else {
+			cfg, iss := m.buildConfig(opts, grp)
+			gctx, cancel := context.WithCancel(ctx)
+			rt = &group{key: k, names: slices.Clone(grp.Names), cfg: cfg, iss: iss, ctx: gctx, cancel: cancel}
+			started = append(started, rt)
+		}
+		g.groups = append(g.groups, rt)
+		g.configs = append(g.configs, rt.cfg)
+		g.issuers = append(g.issuers, rt.iss)
 		for _, n := range grp.Names {
-			g.byName[n] = cfg
+			g.byName[n] = rt.cfg
 			g.names = append(g.names, n)
 		}
 	}
-	old := m.cur.Swap(g)
+	if old != nil && len(started) == 0 && len(old.groups) == len(g.groups) {
+		// Nothing changed: keep the running generation as it is.
+		return nil
+	}
+	m.cur.Store(g)
 	m.status.setNames(g.names)
 
 	if old != nil {
@@ -185,14 +273,27 @@ func (m *Manager) Apply(ctx context.Context, opts Options) error {
 		if len(gone) > 0 {
 			m.cache.RemoveManaged(gone)
 		}
-		old.cancel()
+		for _, og := range old.groups {
+			if !kept[og] {
+				og.cancel()
+			}
+		}
 	}
-	for i, grp := range opts.Groups {
-		if err := g.configs[i].ManageAsync(gctx, grp.Names); err != nil {
-			return fmt.Errorf("managing %v: %w", grp.Names, err)
+	for _, rt := range started {
+		if err := rt.cfg.ManageAsync(rt.ctx, rt.names); err != nil {
+			return fmt.Errorf("managing %v: %w", rt.names, err)
 		}
 	}
 	return nil
+}
+
+// baseCtx returns the context of forced renewals: the Manager's, made on
+// first use from the first Apply's context and cancelled by Stop.
+func (m *Manager) baseCtx(ctx context.Context) context.Context {
+	if m.base == nil {
+		m.base, m.baseCancel = context.WithCancel(ctx)
+	}
+	return m.base
 }
 
 func (m *Manager) buildConfig(opts Options, grp Group) (*certmagic.Config, *certmagic.ACMEIssuer) {
@@ -404,15 +505,39 @@ var (
 )
 
 // Stop ends certificate maintenance, releases this instance's locks and
-// waits for export callbacks.
+// waits for export callbacks and forced renewals.
 func (m *Manager) Stop() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.stopped.Swap(true) {
 		return
 	}
 	if g := m.cur.Load(); g != nil {
-		g.cancel()
-		certmagic.CleanUpOwnLocks(context.Background(), m.logger)
+		for _, grp := range g.groups {
+			grp.cancel()
+		}
+	}
+	if m.baseCancel != nil {
+		m.baseCancel()
 	}
 	m.cache.Stop()
 	m.wg.Wait()
+	// After the orders have given up: their own unlocks ran, and what is
+	// left is what a canceled unlock could not remove.
+	certmagic.CleanUpOwnLocks(context.Background(), m.logger)
+}
+
+// Covers reports whether the certificate served for serverName (the TLS
+// SNI) also names host, so that a request for host may be answered on that
+// connection (HTTP/2 connection coalescing). Both are lower-case names
+// without port. Safe for concurrent use.
+func (m *Manager) Covers(serverName, host string) bool {
+	for _, c := range m.cache.AllMatchingCertificates(serverName) {
+		for _, n := range c.Names {
+			if n == host || certmagic.MatchWildcard(host, n) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -245,8 +245,9 @@ type RFC2136Options struct {
 	// Server is the primary's "host:port"; a missing port means 53.
 	Server string
 	// KeyName is the TSIG key's name, KeyAlg its algorithm (hmac-sha1,
-	// hmac-sha224, hmac-sha256, hmac-sha384, hmac-sha512; "" means
-	// hmac-sha256) and Key its base64 secret. All but KeyAlg are required.
+	// hmac-sha224, hmac-sha256, hmac-sha384, hmac-sha512) and Key its
+	// base64 secret. All are required (the config holds the default
+	// algorithm).
 	KeyName, KeyAlg, Key string
 }
 
@@ -273,9 +274,6 @@ func NewRFC2136(name string, o RFC2136Options) (DNSProvider, error) {
 		errs = append(errs, errors.New("key_name is required"))
 	}
 	alg := strings.ToLower(strings.TrimSuffix(o.KeyAlg, "."))
-	if alg == "" {
-		alg = "hmac-sha256"
-	}
 	if _, ok := tsigAlgorithms[alg]; !ok {
 		errs = append(errs, fmt.Errorf("key_alg %q is not supported (hmac-sha256, hmac-sha512, hmac-sha384, hmac-sha224, hmac-sha1)", o.KeyAlg))
 	}

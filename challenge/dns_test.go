@@ -26,16 +26,16 @@ func TestNewRFC2136Options(t *testing.T) {
 		alg     string
 		wantErr []string
 	}{
-		{"defaults", RFC2136Options{Server: "10.0.0.53", KeyName: "edge", Key: testKey}, "10.0.0.53:53", "hmac-sha256", nil},
+		{"port defaults to 53", RFC2136Options{Server: "10.0.0.53", KeyName: "edge", KeyAlg: "hmac-sha256", Key: testKey}, "10.0.0.53:53", "hmac-sha256", nil},
 		{"port kept", RFC2136Options{Server: "ns1.example.com:5353", KeyName: "edge", KeyAlg: "hmac-sha512", Key: testKey}, "ns1.example.com:5353", "hmac-sha512", nil},
-		{"ipv6 without port", RFC2136Options{Server: "::1", KeyName: "edge", Key: testKey}, "[::1]:53", "hmac-sha256", nil},
+		{"ipv6 without port", RFC2136Options{Server: "::1", KeyName: "edge", KeyAlg: "hmac-sha256", Key: testKey}, "[::1]:53", "hmac-sha256", nil},
 		{"ipv6 brackets", RFC2136Options{Server: "[2001:db8::1]", KeyName: "edge", KeyAlg: "HMAC-SHA256.", Key: testKey}, "[2001:db8::1]:53", "hmac-sha256", nil},
 		{"everything missing", RFC2136Options{}, "", "", []string{
 			`dns provider "lan" (rfc2136): server: is required`, "key_name is required", "key is required"}},
 		{"bad algorithm", RFC2136Options{Server: "ns", KeyName: "edge", KeyAlg: "hmac-md5", Key: testKey}, "", "", []string{
 			`key_alg "hmac-md5" is not supported`}},
-		{"bad key", RFC2136Options{Server: "ns", KeyName: "edge", Key: "not base64!"}, "", "", []string{"key is not valid base64"}},
-		{"empty port", RFC2136Options{Server: "ns:", KeyName: "edge", Key: testKey}, "", "", []string{`server: "ns:" has an empty port`}},
+		{"bad key", RFC2136Options{Server: "ns", KeyName: "edge", KeyAlg: "hmac-sha256", Key: "not base64!"}, "", "", []string{"key is not valid base64"}},
+		{"empty port", RFC2136Options{Server: "ns:", KeyName: "edge", KeyAlg: "hmac-sha256", Key: testKey}, "", "", []string{`server: "ns:" has an empty port`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -210,7 +210,7 @@ func TestRFC2136AgainstBIND(t *testing.T) {
 	})
 
 	t.Run("wrong key", func(t *testing.T) {
-		bad, err := NewRFC2136("lan", RFC2136Options{Server: bind.Addr, KeyName: bind.KeyName, Key: testKey})
+		bad, err := NewRFC2136("lan", RFC2136Options{Server: bind.Addr, KeyName: bind.KeyName, KeyAlg: "hmac-sha256", Key: testKey})
 		if err != nil {
 			t.Fatal(err)
 		}

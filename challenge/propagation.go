@@ -16,8 +16,9 @@ import (
 type Propagation struct {
 	// Resolvers are asked ("host:port", port 53 if missing). Required.
 	Resolvers []string
-	// Timeout bounds the wait (default 2m); Interval spaces the checks
-	// (default 2s); Delay waits before the first one (default 0).
+	// Timeout bounds the wait and Interval spaces the checks; both must be
+	// positive (the config holds their defaults). Delay waits before the
+	// first check; 0 means none.
 	Timeout, Interval, Delay time.Duration
 }
 
@@ -70,11 +71,8 @@ func (p *propagating) AppendRecords(ctx context.Context, zone string, recs []lib
 
 func (p *propagating) wait(ctx context.Context, fqdn, want string) error {
 	timeout, interval := p.o.Timeout, p.o.Interval
-	if timeout <= 0 {
-		timeout = 2 * time.Minute
-	}
-	if interval <= 0 {
-		interval = 2 * time.Second
+	if timeout <= 0 || interval <= 0 {
+		return fmt.Errorf("checking propagation: timeout %v and interval %v must be positive", timeout, interval)
 	}
 	if len(p.o.Resolvers) == 0 {
 		return errors.New("checking propagation: no resolvers configured (acme.dns_resolvers)")

@@ -7,7 +7,11 @@
 // used on the request path.
 package config
 
-import "time"
+import (
+	"maps"
+	"slices"
+	"time"
+)
 
 // Config is the whole file. The zero value is not valid; use Load, which
 // applies defaults and validates.
@@ -27,6 +31,33 @@ type Config struct {
 
 	// File is the path the config was loaded from ("" when parsed from bytes).
 	File string `yaml:"-"`
+
+	// vals is the position of each decoded value by path, such as
+	// "pools[web].backends[0]" (nil for a config built in code).
+	vals map[string]pos
+	// poolOrder is the keys of the pools mapping in file order (nil for a
+	// config built in code).
+	poolOrder []string
+}
+
+// PoolNames returns the names of c.Pools in the order of the pools mapping
+// in the file; names with no recorded order (a config built in code, or
+// pools added after Parse) follow, sorted. It returns a new slice.
+func (c *Config) PoolNames() []string {
+	names := make([]string, 0, len(c.Pools))
+	seen := make(map[string]bool, len(c.Pools))
+	for _, n := range c.poolOrder {
+		if _, ok := c.Pools[n]; ok && !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	for _, n := range slices.Sorted(maps.Keys(c.Pools)) {
+		if !seen[n] {
+			names = append(names, n)
+		}
+	}
+	return names
 }
 
 // Listen holds the public listeners. Defaults: http ":80", https ":443".
@@ -122,12 +153,22 @@ type Cluster struct {
 	SecretFile string   `yaml:"secret_file"`
 }
 
-// Limits are server-side limits on the public listeners.
+// Limits are server-side limits on the public listeners. ApplyDefaults
+// replaces each zero duration or size by its Default* value.
 type Limits struct {
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"` // default 10s
-	IdleTimeout       time.Duration `yaml:"idle_timeout"`        // default 120s
-	MaxHeaderBytes    int           `yaml:"max_header_bytes"`    // default 65536
-	MaxConnsPerIP     int           `yaml:"max_conns_per_ip"`    // 0: unlimited
+	// ReadTimeout bounds reading the whole request, headers and body
+	// (default DefaultReadTimeout, 60s).
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout is the longest the client may take to accept each write
+	// of the response, like nginx's send_timeout, not a bound on the whole
+	// response (default DefaultWriteTimeout, 60s).
+	WriteTimeout   time.Duration `yaml:"write_timeout"`
+	IdleTimeout    time.Duration `yaml:"idle_timeout"`     // default 120s
+	MaxHeaderBytes int           `yaml:"max_header_bytes"` // default 65536
+	// MaxConnsPerIP is not implemented in this build: Validate refuses a
+	// value above 0 (0: unlimited).
+	MaxConnsPerIP int `yaml:"max_conns_per_ip"`
 }
 
 // Site is a set of host names served by the same routes.
@@ -178,11 +219,30 @@ type Health struct {
 }
 
 // Passive ejects a backend after Fails failures within Window for Cooldown.
-// Defaults: fails 3, window 10s, cooldown 30s.
+// The check is on when Enabled is nil or true and Fails is above 0; use On
+// and FailCount rather than the pointers. ApplyDefaults sets a nil Fails to
+// 3 (an explicit 0 turns the check off), a zero Window to 10s and a zero
+// Cooldown to 30s.
 type Passive struct {
-	Fails    int           `yaml:"fails"`
+	// Enabled nil means true; false turns passive checks off.
+	Enabled *bool `yaml:"enabled"`
+	// Fails nil means the default, 3; 0 turns passive checks off.
+	Fails    *int          `yaml:"fails"`
 	Window   time.Duration `yaml:"window"`
 	Cooldown time.Duration `yaml:"cooldown"`
+}
+
+// On reports whether passive checks run: Enabled is nil or true, and
+// FailCount is above 0.
+func (p Passive) On() bool { return (p.Enabled == nil || *p.Enabled) && p.FailCount() > 0 }
+
+// FailCount is the number of failures within Window that ejects a backend:
+// *Fails, or 0 when Fails is nil (before ApplyDefaults).
+func (p Passive) FailCount() int {
+	if p.Fails == nil {
+		return 0
+	}
+	return *p.Fails
 }
 
 // Timeouts for talking to backends. Defaults: connect 3s, response_header 30s, idle 90s.

@@ -25,9 +25,10 @@ type decoder struct {
 	file   string
 	env    func(string) (string, bool)
 	errs   []*Error
-	vals   map[string]pos  // position of the value at each path
-	bad    map[string]bool // paths that already have an error
-	budget int             // nodes left to visit (bounds alias expansion)
+	vals   map[string]pos      // position of the value at each path
+	bad    map[string]bool     // paths that already have an error
+	order  map[string][]string // keys of each decoded map, in file order
+	budget int                 // nodes left to visit (bounds alias expansion)
 }
 
 // maxNodes bounds the work done for one file, aliases included.
@@ -39,7 +40,7 @@ const maxSecretSize = 1 << 20
 var durationType = reflect.TypeFor[time.Duration]()
 
 func newDecoder(file string, env func(string) (string, bool)) *decoder {
-	return &decoder{file: file, env: env, vals: map[string]pos{}, bad: map[string]bool{}, budget: maxNodes}
+	return &decoder{file: file, env: env, vals: map[string]pos{}, bad: map[string]bool{}, order: map[string][]string{}, budget: maxNodes}
 }
 
 func reflectValue(c *Config) reflect.Value { return reflect.ValueOf(c).Elem() }
@@ -87,6 +88,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			}
 			return
 		}
+		if d.unset(n, v.Type().Elem()) {
+			return
+		}
 		p := reflect.New(v.Type().Elem())
 		d.decodeValue(n, p.Elem(), path)
 		v.Set(p)
@@ -96,6 +100,19 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		return
 	}
 	d.decodeValue(n, v, path)
+}
+
+// unset reports whether the scalar n, stored through a pointer to t, is
+// left unset: a non-string value such as "${FAILS:-}" that expands to "" is
+// read as the zero value elsewhere, which for a pointer is nil (the
+// default), not a pointer to 0 or false. Expansion errors are left for
+// decodeValue to report.
+func (d *decoder) unset(n *yaml.Node, t reflect.Type) bool {
+	if n.Kind != yaml.ScalarNode || n.Value == "" || t.Kind() == reflect.String || t.Kind() == reflect.Struct {
+		return false
+	}
+	s, err := expand(n.Value, d.env)
+	return err == nil && s == ""
 }
 
 func (d *decoder) decodeValue(n *yaml.Node, v reflect.Value, path string) {
@@ -260,6 +277,7 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 		elem := reflect.New(v.Type().Elem()).Elem()
 		d.decode(val, elem, epath)
 		v.SetMapIndex(reflect.ValueOf(name), elem)
+		d.order[path] = append(d.order[path], name)
 	}
 }
 

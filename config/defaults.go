@@ -30,10 +30,18 @@ const (
 	DefaultStoragePath       = "/var/lib/edge"
 	DefaultRedisPrefix       = "edge"
 	DefaultReadHeaderTimeout = 10 * time.Second
-	DefaultIdleTimeout       = 120 * time.Second
-	DefaultMaxHeaderBytes    = 65536
-	DefaultPolicy            = "round_robin"
-	DefaultTSIGAlgorithm     = "hmac-sha256"
+	// DefaultReadTimeout bounds reading a whole request, headers and body.
+	DefaultReadTimeout = 60 * time.Second
+	// DefaultWriteTimeout bounds each write of a response to the client
+	// (like nginx's send_timeout), not the whole response.
+	DefaultWriteTimeout    = 60 * time.Second
+	DefaultIdleTimeout     = 120 * time.Second
+	DefaultMaxHeaderBytes  = 65536
+	DefaultPolicy          = "round_robin"
+	DefaultPassiveFails    = 3
+	DefaultPassiveWindow   = 10 * time.Second
+	DefaultPassiveCooldown = 30 * time.Second
+	DefaultTSIGAlgorithm   = "hmac-sha256"
 )
 
 // ApplyDefaults fills every unset field with its default and resolves the
@@ -85,6 +93,8 @@ func (c *Config) ApplyDefaults() {
 	}
 
 	setDur(&c.Limits.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	setDur(&c.Limits.ReadTimeout, DefaultReadTimeout)
+	setDur(&c.Limits.WriteTimeout, DefaultWriteTimeout)
 	setDur(&c.Limits.IdleTimeout, DefaultIdleTimeout)
 	setInt(&c.Limits.MaxHeaderBytes, DefaultMaxHeaderBytes)
 
@@ -113,8 +123,7 @@ func (c *Config) ApplyDefaults() {
 	setStr(&c.Log.Level, "info")
 	setStr(&c.Log.Format, "json")
 	if c.Log.Access == nil {
-		t := true
-		c.Log.Access = &t
+		c.Log.Access = ptr(true)
 	}
 }
 
@@ -128,14 +137,21 @@ func (p *Pool) applyDefaults() {
 		setInt(&h.Fails, 2)
 		setInt(&h.Passes, 2)
 	}
-	setInt(&p.Passive.Fails, 3)
-	setDur(&p.Passive.Window, 10*time.Second)
-	setDur(&p.Passive.Cooldown, 30*time.Second)
+	if p.Passive.Enabled == nil {
+		p.Passive.Enabled = ptr(true)
+	}
+	if p.Passive.Fails == nil {
+		p.Passive.Fails = ptr(DefaultPassiveFails)
+	}
+	setDur(&p.Passive.Window, DefaultPassiveWindow)
+	setDur(&p.Passive.Cooldown, DefaultPassiveCooldown)
 	setDur(&p.Timeouts.Connect, 3*time.Second)
 	setDur(&p.Timeouts.ResponseHeader, 30*time.Second)
 	setDur(&p.Timeouts.Idle, 90*time.Second)
 	// Retries stays as written: 0 means no retry.
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func setStr(p *string, v string) {
 	if *p == "" {

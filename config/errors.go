@@ -67,11 +67,68 @@ func (e *Errors) Unwrap() []error {
 // maxErrors bounds how many problems one file reports.
 const maxErrors = 200
 
+// ErrorAt returns an *Error for a problem with the value at path, such as
+// "pools[web].backends[0]", "sites[1].hosts[0]", "limits.read_timeout" or
+// "storage": at that value's FILE:LINE:COL, or at its nearest ancestor in
+// the file (for a key left out, the mapping that lacks it). When c has no
+// positions (built in code) the message starts with "PATH: ", as
+// Validate's do. The message is fmt.Sprintf(format, args...); a %w verb
+// makes Err the wrapped error. cmd/edge uses it for problems found while
+// translating c into runtime options, and for reload refusals.
+func (c *Config) ErrorAt(path string, format string, args ...any) *Error {
+	err := fmt.Errorf(format, args...)
+	var cause error
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		cause = u.Unwrap()
+	case interface{ Unwrap() []error }:
+		cause = err
+	}
+	return c.errorAt(path, cause, err.Error())
+}
+
+// errorAt is ErrorAt with a formatted message and a cause.
+func (c *Config) errorAt(path string, cause error, msg string) *Error {
+	p, ok := c.at(path)
+	if !ok && path != "" {
+		msg = path + ": " + msg
+	}
+	return &Error{File: c.File, Line: p.line, Col: p.col, Msg: msg, Err: cause}
+}
+
+// at is the position of path, or of its nearest ancestor present in the
+// file (for a missing key, the mapping that lacks it).
+func (c *Config) at(path string) (pos, bool) {
+	if c.vals == nil {
+		return pos{}, false
+	}
+	for p := path; ; p = parent(p) {
+		if x, ok := c.vals[p]; ok {
+			return x, true
+		}
+		if p == "" {
+			return pos{}, false
+		}
+	}
+}
+
 // finish sorts errs by position and returns them as an error, or nil.
 func finish(errs []*Error) error {
 	if len(errs) == 0 {
 		return nil
 	}
+	sortErrors(errs)
+	if len(errs) > maxErrors {
+		last := &Error{File: errs[0].File, Msg: fmt.Sprintf("too many errors (%d more)", len(errs)-maxErrors)}
+		errs = append(errs[:maxErrors:maxErrors], last)
+	}
+	out := Errors(errs)
+	return &out
+}
+
+// sortErrors sorts errs by position, those without one last, keeping the
+// order of equal positions.
+func sortErrors(errs []*Error) {
 	sort.SliceStable(errs, func(i, j int) bool {
 		a, b := errs[i], errs[j]
 		if (a.Line == 0) != (b.Line == 0) {
@@ -82,12 +139,6 @@ func finish(errs []*Error) error {
 		}
 		return a.Col < b.Col
 	})
-	if len(errs) > maxErrors {
-		last := &Error{File: errs[0].File, Msg: fmt.Sprintf("too many errors (%d more)", len(errs)-maxErrors)}
-		errs = append(errs[:maxErrors:maxErrors], last)
-	}
-	out := Errors(errs)
-	return &out
 }
 
 // suggest returns ` (did you mean "x"?)` for the candidate closest to s,

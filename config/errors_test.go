@@ -27,7 +27,19 @@ func mapEnv(m map[string]string) func(string) (string, bool) {
 // problems parses src and returns each error as "LINE:COL: message".
 func problems(t *testing.T, src string, env func(string) (string, bool)) []string {
 	t.Helper()
-	_, err := Parse("t.yaml", []byte(src), env)
+	return problemsOf(t, src, env, false)
+}
+
+// previewProblems is problems with the features notBuilt refuses checked
+// as if they were built.
+func previewProblems(t *testing.T, src string, env func(string) (string, bool)) []string {
+	t.Helper()
+	return problemsOf(t, src, env, true)
+}
+
+func problemsOf(t *testing.T, src string, env func(string) (string, bool), preview bool) []string {
+	t.Helper()
+	_, err := parse("t.yaml", []byte(src), env, preview)
 	if err == nil {
 		return nil
 	}
@@ -142,12 +154,6 @@ sites: [{hosts: [a.example.com], routes: [{path: /, pool: web}]}]
 			[]string{`1:12: unknown CA "letsencrpyt": expected letsencrypt, letsencrypt-staging, zerossl or an https directory URL (did you mean "letsencrypt"?)`}},
 		{"http CA URL", `acme: {ca: "http://pebble:14000/dir"}` + base, nil,
 			[]string{`1:12: unknown CA "http://pebble:14000/dir"`}},
-		{"bad on_demand ask", `on_demand: {ask: "app:8080/allowed"}` + base, nil,
-			[]string{`1:18: invalid URL "app:8080/allowed"`}},
-		{"on_demand without ask or allow", `on_demand: {rate: 10/m}` + base, nil,
-			[]string{`1:12: on_demand needs ask or allow`}},
-		{"bad on_demand rate", `on_demand: {ask: "http://app/ok", rate: ten}` + base, nil,
-			[]string{`1:41: invalid rate "ten"`}},
 		{"bad cluster peer", `cluster: {secret: s, peers: ["http://edge-2:80", "edge-3"]}` + base, nil,
 			[]string{`1:50: invalid URL "edge-3"`}},
 		{"only dns-01 for a site without dns", `acme: {challenges: [dns-01]}` + base, nil,
@@ -256,24 +262,6 @@ acme:
 storage:
   type: redis
 ` + base, nil, []string{`3:3: redis storage needs address`}},
-		{"unknown export type", `
-exports:
-  - {name: pem, type: pem_dri, path: /etc/ssl/edge}
-` + base, nil, []string{`3:23: unknown export type "pem_dri": expected one of pem_dir, pfx_dir, sftp, exec, azure_keyvault (did you mean "pem_dir"?)`}},
-		{"site names undefined export", `
-exports:
-  - {name: pem, type: pem_dir, path: /etc/ssl/edge}
-sites:
-  - hosts: [a.example.com]
-    exports: [pem, ccs]
-    routes: [{path: /, pool: web}]
-pools: {web: {backends: ["http://127.0.0.1:8080"]}}
-`, nil, []string{`6:20: export "ccs" is not defined in exports`}},
-		{"duplicate export name", `
-exports:
-  - {name: pem, type: pem_dir, path: /a}
-  - {name: pem, type: pem_dir, path: /b}
-` + base, nil, []string{`4:12: export "pem" is already defined at line 3`}},
 		{"invalid host names", `
 sites:
   - hosts: ["exa mple.com", "-a.example.com", "a..example.com", "a.*.example.com", "example.com:443"]
@@ -352,13 +340,6 @@ defaults: &d {policy: random}
 	}
 }
 
-func TestSyntaxError(t *testing.T) {
-	_, err := Parse("t.yaml", []byte("log:\n  level: info\n   format: json\n"), noEnv)
-	if err == nil || !strings.HasPrefix(err.Error(), "t.yaml:3: invalid YAML: ") {
-		t.Fatalf("err = %v, want t.yaml:3: invalid YAML: ...", err)
-	}
-}
-
 func TestAllErrorsAtOnce(t *testing.T) {
 	src := `
 listen: {htps: ":443"}
@@ -379,6 +360,7 @@ log: {level: loud}
 		`5:13: wildcard host "*.example.com" needs dns:`,
 		`6:21: route path "x" must start with /`,
 		`6:30: pool "api" is not defined in pools`,
+		`7:5: site a.example.com has no routes: add routes: [{path: /, pool: NAME}]`,
 		`7:13: host "a.example.com" is already listed at line 5`,
 		`9:17: unknown policy "fastest"`,
 		`9:37: invalid URL "10.0.0.1"`,

@@ -10,4 +10,7 @@ func TestExampleLoads(t *testing.T) {
 	if got, want := c.Summary(), "2 sites, 3 hosts, 2 pools, 3 backends, storage file"; got != want {
 		t.Errorf("Summary() = %q, want %q", got, want)
 	}
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("config.example.yaml warnings: %v", w)
+	}
 }

@@ -11,7 +11,18 @@ import (
 
 func mustParse(t *testing.T, src string, env func(string) (string, bool)) *Config {
 	t.Helper()
-	c, err := Parse("t.yaml", []byte(src), env)
+	return mustParseOf(t, src, env, false)
+}
+
+// mustPreview is mustParse with the features notBuilt refuses accepted.
+func mustPreview(t *testing.T, src string, env func(string) (string, bool)) *Config {
+	t.Helper()
+	return mustParseOf(t, src, env, true)
+}
+
+func mustParseOf(t *testing.T, src string, env func(string) (string, bool), preview bool) *Config {
+	t.Helper()
+	c, err := parse("t.yaml", []byte(src), env, preview)
 	if err != nil {
 		t.Fatalf("Parse:\n%v", err)
 	}
@@ -115,7 +126,7 @@ exports:
   - {name: kv, type: azure_keyvault, vault: "https://v.vault.azure.net", tenant_id: t, client_id: c, client_secret_file: "` + f("azure", "azuresecret\n") + `"}
   - {name: web, type: sftp, hosts: [web1], user: u, path: /p, key_file: /nonexistent/id_ed25519, known_hosts: /nonexistent/kh}
 ` + base
-	c := mustParse(t, src, noEnv)
+	c := mustPreview(t, src, noEnv)
 	checks := []struct{ name, got, want string }{
 		{"admin.token", c.Admin.Token, "admintoken"},
 		{"admin.token_file kept", c.Admin.TokenFile, filepath.Join(dir, "token")},
@@ -178,7 +189,7 @@ pools:
     backends: ["http://127.0.0.1:8081"]
     retries: 2
 `, noEnv)
-	tr := true
+	tr, three := true, 3
 	want := &Config{
 		Listen: Listen{HTTP: ":80", HTTPS: ":443"},
 		Admin:  Admin{Listen: "127.0.0.1:9180"},
@@ -191,7 +202,8 @@ pools:
 			DNSPropagationInterval: 2 * time.Second,
 		},
 		Storage: Storage{Type: "file", Path: "/var/lib/edge"},
-		Limits:  Limits{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 65536},
+		Limits: Limits{ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second, WriteTimeout: 60 * time.Second,
+			IdleTimeout: 120 * time.Second, MaxHeaderBytes: 65536},
 		Sites: []Site{{
 			Hosts: []string{"a.example.com"},
 			Routes: []Route{
@@ -205,13 +217,13 @@ pools:
 				Policy:   "round_robin",
 				Backends: []string{"http://127.0.0.1:8080"},
 				Health:   &Health{Path: "/", Interval: 5 * time.Second, Timeout: 2 * time.Second, Expect: 200, Fails: 2, Passes: 2},
-				Passive:  Passive{Fails: 3, Window: 10 * time.Second, Cooldown: 30 * time.Second},
+				Passive:  Passive{Enabled: &tr, Fails: &three, Window: 10 * time.Second, Cooldown: 30 * time.Second},
 				Timeouts: Timeouts{Connect: 3 * time.Second, ResponseHeader: 30 * time.Second, Idle: 90 * time.Second},
 			},
 			"bare": {
 				Policy:   "round_robin",
 				Backends: []string{"http://127.0.0.1:8081"},
-				Passive:  Passive{Fails: 3, Window: 10 * time.Second, Cooldown: 30 * time.Second},
+				Passive:  Passive{Enabled: &tr, Fails: &three, Window: 10 * time.Second, Cooldown: 30 * time.Second},
 				Retries:  2,
 				Timeouts: Timeouts{Connect: 3 * time.Second, ResponseHeader: 30 * time.Second, Idle: 90 * time.Second},
 			},
@@ -219,6 +231,10 @@ pools:
 		Log:  Log{Level: "info", Format: "json", Access: &tr},
 		File: "t.yaml",
 	}
+	if got, want := c.PoolNames(), []string{"web", "bare"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("PoolNames() = %q, want %q", got, want)
+	}
+	c.vals, c.poolOrder = nil, nil // positions: see TestErrorAt
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
 	}
@@ -259,7 +275,7 @@ func TestOnDemandRate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.rate, func(t *testing.T) {
-			c := mustParse(t, `on_demand: {ask: "http://app/ok", rate: "`+tc.rate+`"}`+base, noEnv)
+			c := mustPreview(t, `on_demand: {ask: "http://app/ok", rate: "`+tc.rate+`"}`+base, noEnv)
 			if c.OnDemand.RateEvents != tc.n || c.OnDemand.RateInterval != tc.every {
 				t.Errorf("rate %q = %d/%s, want %d/%s", tc.rate, c.OnDemand.RateEvents, c.OnDemand.RateInterval, tc.n, tc.every)
 			}

@@ -7,46 +7,53 @@ import (
 	"net"
 	"net/mail"
 	"net/netip"
-	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 )
 
-// Names accepted by the enumerated keys.
-var (
-	policies       = []string{"round_robin", "least_conn", "random", "ip_hash", "cookie", "first"}
-	challengeTypes = []string{"http-01", "tls-alpn-01", "dns-01"}
-	dnsProviders   = []string{"cloudflare", "rfc2136"}
-	storageTypes   = []string{"file", "redis"}
-	exportTypes    = []string{"pem_dir", "pfx_dir", "sftp", "exec", "azure_keyvault"}
-	pfxEncryptions = []string{"modern", "legacy"}
-	tsigAlgorithms = []string{"hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1"}
-	logLevels      = []string{"debug", "info", "warn", "error"}
-	logFormats     = []string{"json", "text"}
-)
-
 // Validate checks a config built in code and reports every problem at once
-// as *Errors; Load and Parse already call it, with positions. Without
-// positions each message starts with the field's path, such as
-// "sites[0].routes[1].pool". Call ApplyDefaults first: Validate does not
-// change c.
+// as *Errors; Load and Parse already call it. A config from Parse keeps its
+// positions, so Validate reports at FILE:LINE:COL; without positions each
+// message starts with the field's path, such as "sites[0].routes[1].pool".
+// Call ApplyDefaults first: Validate does not change c.
 func (c *Config) Validate() error {
-	v := &validator{c: c, file: c.File}
+	v := newValidator(c, nil)
 	v.run()
 	return finish(v.errs)
 }
 
-// validator checks a decoded config. vals holds the position of each
-// decoded value by path (nil for a config built in code); bad holds paths
-// whose decoding failed, so they are not reported twice.
+// Warnings returns what c accepts but is likely a mistake, such as a
+// single-label host name that only an internal ACME CA would certify,
+// positioned like Validate's errors and in file order. edge validate
+// prints them and edge run logs them; they never refuse a config. nil
+// means none. The result is computed from c as it is now.
+func (c *Config) Warnings() []*Error {
+	v := newValidator(c, nil)
+	v.run()
+	sortErrors(v.warns)
+	return v.warns
+}
+
+// validator checks a decoded config. Positions come from c.vals (nil for a
+// config built in code); bad holds paths whose decoding failed, so they
+// are not reported twice.
 type validator struct {
 	c    *Config
 	file string
-	vals map[string]pos
 	bad  map[string]bool
-	errs []*Error
+	// preview checks the features notBuilt refuses as if they were built
+	// (for their tests).
+	preview bool
+	errs    []*Error
+	warns   []*Error
+}
+
+func newValidator(c *Config, bad map[string]bool) *validator {
+	if bad == nil {
+		bad = map[string]bool{}
+	}
+	return &validator{c: c, file: c.File, bad: bad}
 }
 
 // parent strips the last element of a path: "a.b[2]" -> "a.b" -> "a" -> "".
@@ -62,42 +69,34 @@ func parent(path string) string {
 	return ""
 }
 
-// at is the position of path, or of its nearest ancestor present in the
-// file (for a missing key, the mapping that lacks it).
-func (v *validator) at(path string) (pos, bool) {
-	if v.vals == nil {
-		return pos{}, false
-	}
+// isBad reports whether path or one of its ancestors already has an error.
+func (v *validator) isBad(path string) bool {
 	for p := path; ; p = parent(p) {
-		if x, ok := v.vals[p]; ok {
-			return x, true
+		if v.bad[p] {
+			return true
 		}
 		if p == "" {
-			return pos{}, false
+			return false
 		}
 	}
 }
 
 func (v *validator) errorf(path, format string, args ...any) {
-	for p := path; ; p = parent(p) {
-		if v.bad[p] {
-			return
-		}
-		if p == "" {
-			break
-		}
+	if !v.isBad(path) {
+		v.errs = append(v.errs, v.c.errorAt(path, nil, fmt.Sprintf(format, args...)))
 	}
-	msg := fmt.Sprintf(format, args...)
-	p, ok := v.at(path)
-	if !ok && path != "" {
-		msg = path + ": " + msg
+}
+
+// warnf records a warning at path, unless path already has an error.
+func (v *validator) warnf(path, format string, args ...any) {
+	if !v.isBad(path) {
+		v.warns = append(v.warns, v.c.errorAt(path, nil, fmt.Sprintf(format, args...)))
 	}
-	v.errs = append(v.errs, &Error{File: v.file, Line: p.line, Col: p.col, Msg: msg})
 }
 
 // where names the place of path in a hint: "line 12", or the path itself.
 func (v *validator) where(path string) string {
-	if p, ok := v.vals[path]; ok {
+	if p, ok := v.c.vals[path]; ok {
 		return fmt.Sprintf("line %d", p.line)
 	}
 	return path
@@ -109,16 +108,22 @@ func (v *validator) oneOf(path, what, val string, names []string) {
 	}
 }
 
-func (v *validator) addr(path, s, example string) {
-	if err := checkAddr(s); err != nil {
+// addr checks a host:port address; minPort is listenPort or dialPort.
+func (v *validator) addr(path, s, example string, minPort int) {
+	if err := checkAddr(s, minPort); err != nil {
 		v.errorf(path, "invalid address %q: %v (like %q)", s, err, example)
 	}
 }
 
+// url checks an absolute URL of one of schemes, with a host, a port (if
+// any) of 1..65535 and no fragment.
 func (v *validator) url(path, s string, schemes ...string) {
-	u, err := url.Parse(s)
-	if err != nil || !slices.Contains(schemes, u.Scheme) || u.Host == "" || u.Fragment != "" {
-		v.errorf(path, "invalid URL %q: expected an %s URL with a host", s, strings.Join(schemes, " or "))
+	u, msg := checkURL(s, schemes...)
+	if msg == "" && u.Fragment != "" {
+		msg = fmt.Sprintf("expected an %s URL with a host", strings.Join(schemes, " or "))
+	}
+	if msg != "" {
+		v.errorf(path, "invalid URL %q: %s", s, msg)
 	}
 }
 
@@ -136,8 +141,9 @@ func (v *validator) nonNegInt(path string, n int) {
 
 func (v *validator) run() {
 	c := v.c
-	v.addr("listen.http", c.Listen.HTTP, ":80")
-	v.addr("listen.https", c.Listen.HTTPS, ":443")
+	v.notBuilt()
+	v.addr("listen.http", c.Listen.HTTP, ":80", listenPort)
+	v.addr("listen.https", c.Listen.HTTPS, ":443", listenPort)
 	v.admin()
 	v.acme()
 	v.onDemand()
@@ -156,6 +162,8 @@ func (v *validator) run() {
 		}
 	}
 	v.nonNeg("limits.read_header_timeout", c.Limits.ReadHeaderTimeout)
+	v.nonNeg("limits.read_timeout", c.Limits.ReadTimeout)
+	v.nonNeg("limits.write_timeout", c.Limits.WriteTimeout)
 	v.nonNeg("limits.idle_timeout", c.Limits.IdleTimeout)
 	v.nonNegInt("limits.max_header_bytes", c.Limits.MaxHeaderBytes)
 	v.nonNegInt("limits.max_conns_per_ip", c.Limits.MaxConnsPerIP)
@@ -169,10 +177,35 @@ func (v *validator) run() {
 	}
 }
 
+// notBuilt refuses, each at its position, the keys this build parses but
+// does not implement yet, and marks them so that nothing under them is
+// reported as well. The issue that implements one deletes its line.
+func (v *validator) notBuilt() {
+	if v.preview {
+		return
+	}
+	c := v.c
+	v.refuse(c.OnDemand != nil, "on_demand", "on_demand: on-demand TLS is not implemented in this build; remove the key")
+	v.refuse(len(c.Exports) > 0, "exports", "exports: certificate exports are not implemented in this build; remove the key")
+	v.refuse(c.Limits.MaxConnsPerIP > 0, "limits.max_conns_per_ip", "limits.max_conns_per_ip: not implemented in this build; set it to 0")
+}
+
+// refuse reports msg (which names its key) at path when set, and marks
+// path bad.
+func (v *validator) refuse(set bool, path, msg string) {
+	if !set || v.isBad(path) {
+		return
+	}
+	e := v.c.errorAt(path, nil, msg)
+	e.Msg = msg // no path prefix: msg names the key
+	v.errs = append(v.errs, e)
+	v.bad[path] = true
+}
+
 func (v *validator) admin() {
 	a := v.c.Admin
-	if err := checkAddr(a.Listen); err != nil {
-		v.addr("admin.listen", a.Listen, "127.0.0.1:9180")
+	if err := checkAddr(a.Listen, listenPort); err != nil {
+		v.addr("admin.listen", a.Listen, "127.0.0.1:9180", listenPort)
 		return
 	}
 	if !isLoopback(a.Listen) && a.Token == "" {
@@ -188,8 +221,9 @@ func (v *validator) acme() {
 		}
 	}
 	if _, known := CADirectories()[a.CA]; !known {
-		u, err := url.Parse(a.CA)
-		if err != nil || u.Scheme != "https" || u.Host == "" {
+		if u, msg := checkURL(a.CA, "https"); u == nil && strings.Contains(msg, "port") {
+			v.errorf("acme.ca", "invalid CA directory URL %q: %s", a.CA, msg)
+		} else if u == nil {
 			names := slices.Sorted(maps.Keys(CADirectories()))
 			v.errorf("acme.ca", "unknown CA %q: expected %s or an https directory URL%s",
 				a.CA, strings.Join(names, ", "), suggest(a.CA, names))
@@ -219,7 +253,7 @@ func (v *validator) acme() {
 		}
 	}
 	for i, r := range a.DNSResolvers {
-		v.addr(fmt.Sprintf("acme.dns_resolvers[%d]", i), r, "1.1.1.1:53")
+		v.addr(fmt.Sprintf("acme.dns_resolvers[%d]", i), r, "1.1.1.1:53", dialPort)
 	}
 	// A negative propagation timeout turns the check off (certmagic).
 	v.nonNeg("acme.dns_propagation_delay", a.DNSPropagationDelay)
@@ -255,7 +289,7 @@ func (v *validator) dnsProvider(path string, d DNSProvider) {
 		if d.Server == "" {
 			v.errorf(path+".server", "rfc2136 needs server")
 		} else {
-			v.addr(path+".server", d.Server, "10.0.0.53:53")
+			v.addr(path+".server", d.Server, "10.0.0.53:53", dialPort)
 		}
 		if d.Key == "" {
 			v.errorf(path+".key", "rfc2136 needs key or key_file")
@@ -303,7 +337,7 @@ func (v *validator) storage() {
 		} else {
 			// Several comma-separated addresses are a Redis Cluster seed list.
 			for _, a := range strings.Split(s.Address, ",") {
-				v.addr("storage.address", strings.TrimSpace(a), "redis:6379")
+				v.addr("storage.address", strings.TrimSpace(a), "redis:6379", dialPort)
 			}
 		}
 		v.nonNegInt("storage.db", s.DB)
@@ -377,185 +411,4 @@ func (v *validator) exports() map[string]string {
 		v.nonNeg(p+".timeout", e.Timeout)
 	}
 	return names
-}
-
-func (v *validator) pools() {
-	for _, name := range slices.Sorted(maps.Keys(v.c.Pools)) {
-		pool, p := v.c.Pools[name], "pools["+name+"]"
-		v.oneOf(p+".policy", "policy", pool.Policy, policies)
-		if len(pool.Backends) == 0 {
-			v.errorf(p+".backends", "pool %q has no backends", name)
-		}
-		seen := map[string]string{}
-		for j, b := range pool.Backends {
-			bp := fmt.Sprintf("%s.backends[%d]", p, j)
-			v.url(bp, b, "http", "https")
-			if first, dup := seen[b]; dup {
-				v.errorf(bp, "backend %q is already listed at %s", b, v.where(first))
-			}
-			seen[b] = bp
-		}
-		if h := pool.Health; h != nil {
-			hp := p + ".health"
-			if !strings.HasPrefix(h.Path, "/") {
-				v.errorf(hp+".path", "health path %q must start with /", h.Path)
-			}
-			v.nonNeg(hp+".interval", h.Interval)
-			v.nonNeg(hp+".timeout", h.Timeout)
-			if h.Expect < 100 || h.Expect > 599 {
-				v.errorf(hp+".expect", "expect %d is not an HTTP status code", h.Expect)
-			}
-			v.nonNegInt(hp+".fails", h.Fails)
-			v.nonNegInt(hp+".passes", h.Passes)
-		}
-		v.nonNegInt(p+".passive.fails", pool.Passive.Fails)
-		v.nonNeg(p+".passive.window", pool.Passive.Window)
-		v.nonNeg(p+".passive.cooldown", pool.Passive.Cooldown)
-		v.nonNegInt(p+".retries", pool.Retries)
-		v.nonNeg(p+".timeouts.connect", pool.Timeouts.Connect)
-		v.nonNeg(p+".timeouts.response_header", pool.Timeouts.ResponseHeader)
-		v.nonNeg(p+".timeouts.idle", pool.Timeouts.Idle)
-	}
-}
-
-func (v *validator) sites(exports map[string]string) {
-	c := v.c
-	poolNames := slices.Sorted(maps.Keys(c.Pools))
-	dnsNames := slices.Sorted(maps.Keys(c.ACME.DNS))
-	exportNames := slices.Sorted(maps.Keys(exports))
-	hosts := map[string]string{} // host -> path of its first occurrence
-	for i, s := range c.Sites {
-		p := fmt.Sprintf("sites[%d]", i)
-		if len(s.Hosts) == 0 {
-			v.errorf(p+".hosts", "site has no hosts")
-		}
-		for j, h := range s.Hosts {
-			hp := fmt.Sprintf("%s.hosts[%d]", p, j)
-			if msg := checkHost(h, true, false); msg != "" {
-				v.errorf(hp, "invalid host %q: %s", h, msg)
-				continue
-			}
-			key := strings.ToLower(h)
-			if first, dup := hosts[key]; dup {
-				v.errorf(hp, "host %q is already listed at %s", h, v.where(first))
-				continue
-			}
-			hosts[key] = hp
-			if strings.HasPrefix(h, "*.") && s.DNS == "" {
-				v.errorf(hp, "wildcard host %q needs dns: (a provider from acme.dns): only DNS-01 can validate wildcards", h)
-			}
-		}
-		if s.DNS != "" && !slices.Contains(dnsNames, s.DNS) {
-			v.errorf(p+".dns", "dns provider %q is not defined in acme.dns%s", s.DNS, suggest(s.DNS, dnsNames))
-		}
-		if s.Delegate != "" {
-			if s.DNS == "" {
-				v.errorf(p+".delegate", "delegate needs dns: (the provider that writes the delegated zone)")
-			}
-			if msg := checkHost(s.Delegate, false, true); msg != "" {
-				v.errorf(p+".delegate", "invalid delegate name %q: %s", s.Delegate, msg)
-			}
-		}
-		v.nonNegInt(p+".hsts", s.HSTS)
-		for j, e := range s.Exports {
-			if _, ok := exports[e]; !ok {
-				v.errorf(fmt.Sprintf("%s.exports[%d]", p, j), "export %q is not defined in exports%s", e, suggest(e, exportNames))
-			}
-		}
-		v.routes(p, s.Routes, poolNames)
-	}
-}
-
-func (v *validator) routes(site string, routes []Route, poolNames []string) {
-	paths := map[string]string{}
-	for k, r := range routes {
-		p := fmt.Sprintf("%s.routes[%d]", site, k)
-		switch {
-		case r.Path == "":
-			v.errorf(p+".path", "route needs path")
-		case !strings.HasPrefix(r.Path, "/"):
-			v.errorf(p+".path", "route path %q must start with /", r.Path)
-		default:
-			if first, dup := paths[r.Path]; dup {
-				v.errorf(p+".path", "path %q is already routed at %s", r.Path, v.where(first))
-			}
-			paths[r.Path] = p + ".path"
-		}
-		switch {
-		case r.Pool == "":
-			v.errorf(p+".pool", "route needs pool")
-		case !slices.Contains(poolNames, r.Pool):
-			v.errorf(p+".pool", "pool %q is not defined in pools%s", r.Pool, suggest(r.Pool, poolNames))
-		}
-		if _, err := parseSize(r.MaxBody); err != nil {
-			v.errorf(p+".max_body", "invalid max_body %q: %v", r.MaxBody, err)
-		}
-	}
-}
-
-// checkAddr checks a host:port listen or dial address.
-func checkAddr(s string) error {
-	_, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return fmt.Errorf("expected host:port")
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		return fmt.Errorf("invalid port %q", port)
-	}
-	return nil
-}
-
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
-}
-
-// checkHost returns what is wrong with host name h, or "". IP addresses
-// are accepted; wildcard allows a leftmost "*." label, underscore allows
-// "_" in labels (for DNS names such as _acme-challenge.example.net).
-func checkHost(h string, wildcard, underscore bool) string {
-	if h == "" {
-		return "empty host name"
-	}
-	if _, err := netip.ParseAddr(h); err == nil {
-		return ""
-	}
-	name := h
-	if rest, ok := strings.CutPrefix(h, "*."); ok && wildcard {
-		name = rest
-	}
-	if strings.HasSuffix(name, ".") {
-		return "trailing dot"
-	}
-	if len(name) > 253 {
-		return "longer than 253 characters"
-	}
-	for label := range strings.SplitSeq(name, ".") {
-		switch {
-		case label == "":
-			return "empty label"
-		case label == "*" && wildcard:
-			return "* is only allowed as the whole leftmost label"
-		case len(label) > 63:
-			return "label longer than 63 characters"
-		case label[0] == '-' || label[len(label)-1] == '-':
-			return "label starts or ends with -"
-		}
-		for _, r := range label {
-			switch {
-			case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9', r == '-':
-			case r == '_' && underscore:
-			default:
-				return fmt.Sprintf("invalid character %q", r)
-			}
-		}
-	}
-	return ""
 }

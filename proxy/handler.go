@@ -98,10 +98,36 @@ const (
 	logKeySite     = "site"
 )
 
-// New builds the handler tree for cfg and starts the active health checks,
+// New builds the handler tree for cfg, probes the backends the active checks
+// have not judged yet (see HealthCheck) and starts the active health checks,
 // which run until ctx is cancelled or Close is called. It reports every
 // problem of cfg at once, each wrapping ErrInvalidConfig.
 func New(ctx context.Context, cfg Config) (*Handler, error) {
+	h, err := build(cfg)
+	if err != nil {
+		return nil, err
+	}
+	h.start(ctx)
+	return h, nil
+}
+
+// Check reports what New would refuse in cfg, without contacting a backend
+// and without touching cfg.State.
+func Check(cfg Config) error {
+	cfg.State, cfg.Metrics = nil, nil
+	h, err := build(cfg)
+	if err != nil {
+		return err
+	}
+	for _, p := range h.poolList {
+		p.release(h.state)
+	}
+	return nil
+}
+
+// build makes the handler tree of cfg; its pools hold their entries in the
+// State.
+func build(cfg Config) (*Handler, error) {
 	h := &Handler{
 		router:    router{exact: make(map[string]*site), wildcard: make(map[string]*site)},
 		trusted:   slices.Clone(cfg.TrustedProxies),
@@ -164,7 +190,11 @@ func New(ctx context.Context, cfg Config) (*Handler, error) {
 		}
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
 	}
+	return h, nil
+}
 
+// start probes the unjudged backends, then starts the health checkers.
+func (h *Handler) start(ctx context.Context) {
 	ctx, h.cancel = context.WithCancel(ctx)
 	// Backends the active checks have not judged yet (new ones) start as
 	// their first probe says, so that a reload never sends requests to a
@@ -189,7 +219,6 @@ func New(ctx context.Context, cfg Config) (*Handler, error) {
 	if h.metrics != nil {
 		h.metrics.up.add(h)
 	}
-	return h, nil
 }
 
 // Close stops the health checks and waits for them, drops idle backend

@@ -56,7 +56,6 @@ func (c HealthCheck) resolve() (HealthCheck, error) {
 	if c.Timeout == 0 {
 		c.Timeout = c.Interval
 	}
-	c.Timeout = min(c.Timeout, c.Interval)
 	c.Fails = max(c.Fails, 1)
 	c.Passes = max(c.Passes, 1)
 	return c, nil
@@ -135,7 +134,8 @@ func (p *pool) runHealth(ctx context.Context) {
 }
 
 // probeAll probes the given backends at once and waits for the results, so
-// a slow backend delays the next round at most by Timeout. With first, each
+// a slow backend delays the next round at most by Timeout (the ticker drops
+// the rounds missed meanwhile). With first, each
 // result alone decides whether the backend is up (see HealthCheck).
 func (p *pool) probeAll(ctx context.Context, ups []*Upstream, first bool) {
 	var wg sync.WaitGroup

@@ -4,8 +4,10 @@ package main
 // options of proxy, tlsmgr, challenge and admin.
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,9 +31,10 @@ import (
 	"github.com/farmedge/edge/tlsmgr/redisstore"
 )
 
-// buildLogger makes the root logger from log: {level, format}.
+// buildLogger makes the root logger from log: {level, format}, as the
+// config resolved them (config holds the defaults).
 func buildLogger(lc config.Log) (*zap.Logger, error) {
-	level, err := zapcore.ParseLevel(orDefault(lc.Level, "info"))
+	level, err := zapcore.ParseLevel(lc.Level)
 	if err != nil {
 		return nil, fmt.Errorf("log.level: %w", err)
 	}
@@ -39,10 +42,10 @@ func buildLogger(lc config.Log) (*zap.Logger, error) {
 	encCfg.TimeKey = "ts"
 	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
 	var enc zapcore.Encoder
-	switch orDefault(lc.Format, "json") {
+	switch lc.Format {
 	case "json":
 		enc = zapcore.NewJSONEncoder(encCfg)
-	case "text", "console":
+	case "text":
 		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
 		enc = zapcore.NewConsoleEncoder(encCfg)
 	default:
@@ -50,13 +53,6 @@ func buildLogger(lc config.Log) (*zap.Logger, error) {
 	}
 	core := zapcore.NewCore(enc, zapcore.Lock(os.Stderr), level)
 	return zap.New(core), nil
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // storageDeps are the process-wide parts a storage needs.
@@ -70,9 +66,9 @@ type storageDeps struct {
 // redis it wraps the store in a tlsmgr.Mirror, a local read-only copy of
 // certificates under storage.path used while Redis is unreachable.
 func buildStorage(sc config.Storage, deps storageDeps) (certmagic.Storage, error) {
-	dir := orDefault(sc.Path, "/var/lib/edge")
+	dir := sc.Path
 	switch sc.Type {
-	case "", "file":
+	case "file":
 		return &certmagic.FileStorage{Path: dir}, nil
 	case "redis":
 		opts := redisstore.Options{
@@ -120,12 +116,12 @@ func managedNames(cfg *config.Config) []string {
 	return names
 }
 
-// buildTLS translates acme, listen and sites into tlsmgr.Options.
-func buildTLS(cfg *config.Config, storage certmagic.Storage) (tlsmgr.Options, error) {
+// buildTLS translates acme, listen and sites into tlsmgr.Options (Storage
+// left for apply to fill). Its errors are at the config's positions.
+func buildTLS(cfg *config.Config) (tlsmgr.Options, error) {
 	opts := tlsmgr.Options{
-		CA:                 orDefault(cfg.ACME.CADirectory, cfg.ACME.CA),
+		CA:                 cfg.ACME.CADirectory,
 		Email:              cfg.ACME.Email,
-		Storage:            storage,
 		RenewalWindowRatio: cfg.ACME.RenewalWindowRatio,
 	}
 	for _, c := range cfg.ACME.Challenges {
@@ -136,38 +132,41 @@ func buildTLS(cfg *config.Config, storage certmagic.Storage) (tlsmgr.Options, er
 			opts.TLSALPN01 = true
 		}
 	}
+	var errs []error
 	if cfg.ACME.CARootFile != "" {
 		pem, err := os.ReadFile(cfg.ACME.CARootFile)
-		if err != nil {
-			return opts, fmt.Errorf("acme.ca_root_file: %w", err)
-		}
 		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return opts, fmt.Errorf("acme.ca_root_file %s: no PEM certificates found", cfg.ACME.CARootFile)
+		switch {
+		case err != nil:
+			errs = append(errs, cfg.ErrorAt("acme.ca_root_file", "%v", err))
+		case !pool.AppendCertsFromPEM(pem):
+			errs = append(errs, cfg.ErrorAt("acme.ca_root_file", "%s: no PEM certificates found", cfg.ACME.CARootFile))
+		default:
+			opts.TrustedRoots = pool
 		}
-		opts.TrustedRoots = pool
 	}
 	if cfg.ACME.EAB.KeyID != "" {
 		opts.EAB = &acme.EAB{KeyID: cfg.ACME.EAB.KeyID, MACKey: cfg.ACME.EAB.HMACKey}
 	}
 	var err error
 	if opts.ListenHost, opts.HTTPPort, err = splitListen(cfg.Listen.HTTP); err != nil {
-		return opts, fmt.Errorf("listen.http: %w", err)
+		errs = append(errs, cfg.ErrorAt("listen.http", "%v", err))
 	}
 	if _, opts.TLSPort, err = splitListen(cfg.Listen.HTTPS); err != nil {
-		return opts, fmt.Errorf("listen.https: %w", err)
+		errs = append(errs, cfg.ErrorAt("listen.https", "%v", err))
 	}
 	var plain []string
-	for _, s := range cfg.Sites {
+	for i, s := range cfg.Sites {
 		if s.DNS == "" {
 			for _, h := range s.Hosts {
 				plain = append(plain, strings.ToLower(h))
 			}
 			continue
 		}
-		dns, err := buildDNS(cfg, s)
+		dns, err := buildDNS(cfg, i)
 		if err != nil {
-			return opts, err
+			errs = append(errs, err)
+			continue
 		}
 		names := make([]string, 0, len(s.Hosts))
 		for _, h := range s.Hosts {
@@ -178,14 +177,15 @@ func buildTLS(cfg *config.Config, storage certmagic.Storage) (tlsmgr.Options, er
 	if len(plain) > 0 {
 		opts.Groups = append([]tlsmgr.Group{{Names: plain}}, opts.Groups...)
 	}
-	return opts, nil
+	return opts, errors.Join(errs...)
 }
 
-// buildDNS makes the DNS-01 options of a site that sets dns:.
-func buildDNS(cfg *config.Config, s config.Site) (*tlsmgr.DNSOptions, error) {
+// buildDNS makes the DNS-01 options of site i, which sets dns:.
+func buildDNS(cfg *config.Config, i int) (*tlsmgr.DNSOptions, error) {
+	s := cfg.Sites[i]
 	pc, ok := cfg.ACME.DNS[s.DNS]
 	if !ok {
-		return nil, fmt.Errorf("site %v: dns provider %q is not defined under acme.dns", s.Hosts, s.DNS)
+		return nil, cfg.ErrorAt(fmt.Sprintf("sites[%d].dns", i), "dns provider %q is not defined under acme.dns", s.DNS)
 	}
 	var (
 		p   challenge.DNSProvider
@@ -197,31 +197,46 @@ func buildDNS(cfg *config.Config, s config.Site) (*tlsmgr.DNSOptions, error) {
 	case "rfc2136":
 		p, err = challenge.NewRFC2136(s.DNS, challenge.RFC2136Options{Server: pc.Server, KeyName: pc.KeyName, KeyAlg: pc.KeyAlg, Key: pc.Key})
 	default:
-		err = fmt.Errorf("dns provider %q: unknown provider type %q", s.DNS, pc.Provider)
+		err = fmt.Errorf("unknown provider type %q", pc.Provider)
 	}
 	if err != nil {
-		return nil, err
+		return nil, cfg.ErrorAt("acme.dns["+s.DNS+"]", "%v", err)
 	}
 	// edge checks propagation itself (its errors say which resolver saw
 	// what, and it removes the record when the check fails), so certmagic's
 	// own check is turned off (-1). A negative timeout turns both off.
-	if a := cfg.ACME; a.DNSPropagationTimeout >= 0 {
-		p = challenge.WithPropagationCheck(p, challenge.Propagation{
-			Resolvers: a.DNSResolvers,
-			Timeout:   a.DNSPropagationTimeout,
-			Interval:  a.DNSPropagationInterval,
-			Delay:     a.DNSPropagationDelay,
-		})
+	a := cfg.ACME
+	prop := challenge.Propagation{
+		Resolvers: a.DNSResolvers,
+		Timeout:   a.DNSPropagationTimeout,
+		Interval:  a.DNSPropagationInterval,
+		Delay:     a.DNSPropagationDelay,
+	}
+	if a.DNSPropagationTimeout >= 0 {
+		p = challenge.WithPropagationCheck(p, prop)
 	}
 	return &tlsmgr.DNSOptions{
 		ProviderName: s.DNS,
 		Provider:     p,
+		// Everything the provider is built from: a reload that changes
+		// none of it keeps the group and its orders.
+		Fingerprint: fingerprint(pc, prop),
 		// certmagic appends its own "." to OverrideDomain.
 		OverrideDomain: strings.TrimSuffix(strings.ToLower(s.Delegate), "."),
 		// certmagic still uses them to find each record's zone (SOA).
-		Resolvers:          cfg.ACME.DNSResolvers,
+		Resolvers:          a.DNSResolvers,
 		PropagationTimeout: -1,
 	}, nil
+}
+
+// fingerprint hashes the values a DNS provider is built from (secrets
+// included, so only the hash is kept).
+func fingerprint(vs ...any) string {
+	h := sha256.New()
+	for _, v := range vs {
+		fmt.Fprintf(h, "%#v\x00", v)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // buildPeers makes the peer asker of cluster:, or nil when there is none.
@@ -237,22 +252,6 @@ func buildPeers(cc config.Cluster, logger *slog.Logger) (*challenge.Peers, error
 	return &challenge.Peers{URLs: cc.Peers, Secret: []byte(cc.Secret), Logger: logger}, nil
 }
 
-// unsupported lists configured features this build does not implement yet,
-// so that edge refuses to start rather than silently ignoring them.
-func unsupported(cfg *config.Config) error {
-	var errs []error
-	if cfg.OnDemand != nil {
-		errs = append(errs, errors.New("on_demand: on-demand TLS is not implemented in this build; remove the key"))
-	}
-	if len(cfg.Exports) > 0 {
-		errs = append(errs, errors.New("exports: certificate exports are not implemented in this build; remove the key"))
-	}
-	if cfg.Limits.MaxConnsPerIP > 0 {
-		errs = append(errs, errors.New("limits.max_conns_per_ip: not implemented in this build; set it to 0"))
-	}
-	return errors.Join(errs...)
-}
-
 func splitListen(addr string) (string, int, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -265,9 +264,17 @@ func splitListen(addr string) (string, int, error) {
 	return host, p, nil
 }
 
-// buildProxy translates sites, pools and trusted_proxies into proxy.Config.
+// buildProxy translates sites, pools, trusted_proxies and limits into
+// proxy.Config, pools in configuration order, and checks it as proxy.New
+// would. Its errors are at the config's positions.
 func buildProxy(cfg *config.Config) (proxy.Config, error) {
-	var pc proxy.Config
+	pc := proxy.Config{
+		AccessLog:    cfg.Log.Access == nil || *cfg.Log.Access,
+		WriteTimeout: cfg.Limits.WriteTimeout,
+	}
+	if _, port, err := splitListen(cfg.Listen.HTTPS); err == nil {
+		pc.HTTPSPort = port
+	}
 	var errs []error
 	for _, s := range cfg.Sites {
 		sc := proxy.SiteConfig{Name: strings.ToLower(s.Hosts[0]), Hosts: s.Hosts, HSTS: s.HSTS, RedirectHTTP: s.Redirect()}
@@ -276,37 +283,55 @@ func buildProxy(cfg *config.Config) (proxy.Config, error) {
 		}
 		pc.Sites = append(pc.Sites, sc)
 	}
-	for name, p := range cfg.Pools {
+	for _, name := range cfg.PoolNames() {
+		p, path := cfg.Pools[name], "pools["+name+"]"
 		sel, err := proxy.NewSelector(p.Policy)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("pool %s: %w", name, err))
+			errs = append(errs, cfg.ErrorAt(path+".policy", "%v", err))
 			continue
 		}
 		pool := proxy.PoolConfig{
 			Name: name, Selector: sel, Retries: p.Retries,
-			Passive:  proxy.PassiveCheck{Fails: p.Passive.Fails, Window: p.Passive.Window, Cooldown: p.Passive.Cooldown},
 			Timeouts: proxy.Timeouts{Connect: p.Timeouts.Connect, ResponseHeader: p.Timeouts.ResponseHeader, Idle: p.Timeouts.Idle},
+		}
+		if p.Passive.On() {
+			pool.Passive = proxy.PassiveCheck{Fails: p.Passive.FailCount(), Window: p.Passive.Window, Cooldown: p.Passive.Cooldown}
 		}
 		if h := p.Health; h != nil {
 			pool.Health = &proxy.HealthCheck{Path: h.Path, Host: h.Host, Interval: h.Interval, Timeout: h.Timeout, Expect: h.Expect, Fails: h.Fails, Passes: h.Passes}
 		}
-		for _, b := range p.Backends {
+		bad := false
+		for i, b := range p.Backends {
 			u, err := url.Parse(b)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("pool %s: backend %q: %w", name, b, err))
+				errs = append(errs, cfg.ErrorAt(fmt.Sprintf("%s.backends[%d]", path, i), "%v", err))
+				bad = true
 				continue
 			}
 			pool.Backends = append(pool.Backends, u)
 		}
-		pc.Pools = append(pc.Pools, pool)
+		if !bad {
+			if err := proxy.Check(proxy.Config{Pools: []proxy.PoolConfig{pool}}); err != nil {
+				errs = append(errs, cfg.ErrorAt(path, "%v", err))
+				bad = true
+			}
+		}
+		if !bad {
+			pc.Pools = append(pc.Pools, pool)
+		}
 	}
-	for _, tp := range cfg.TrustedProxies {
+	for i, tp := range cfg.TrustedProxies {
 		pfx, err := parsePrefix(tp)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("trusted_proxies: %w", err))
+			errs = append(errs, cfg.ErrorAt(fmt.Sprintf("trusted_proxies[%d]", i), "%v", err))
 			continue
 		}
 		pc.TrustedProxies = append(pc.TrustedProxies, pfx)
+	}
+	if len(errs) == 0 {
+		if err := proxy.Check(pc); err != nil {
+			errs = append(errs, cfg.ErrorAt("sites", "%v", err))
+		}
 	}
 	return pc, errors.Join(errs...)
 }
@@ -321,4 +346,38 @@ func parsePrefix(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, err
 	}
 	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// plan is a configuration translated into the typed options of each
+// long-lived owner (the proxy State's handlers, tlsmgr.Manager, storage).
+// apply hands each its part and each applies the difference itself, so
+// nothing here lists the fields that matter. Process-wide parts (State,
+// Metrics, Logger, Storage) are added by apply.
+type plan struct {
+	cfg   *config.Config
+	proxy proxy.Config
+	tls   tlsmgr.Options
+}
+
+// buildPlan translates cfg without listening, contacting storage, a backend
+// or the CA. It is what edge validate runs and what every edge run apply
+// starts with, so validate refuses what run would, each error at its
+// FILE:LINE:COL.
+func buildPlan(cfg *config.Config) (*plan, error) {
+	var errs []error
+	if _, err := buildPeers(cfg.Cluster, nil); err != nil {
+		errs = append(errs, cfg.ErrorAt("cluster", "%v", err))
+	}
+	pc, err := buildProxy(cfg)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	topts, err := buildTLS(cfg)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &plan{cfg: cfg, proxy: pc, tls: topts}, nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/farmedge/edge/config"
-	"github.com/farmedge/edge/proxy"
 	"github.com/farmedge/edge/tlsmgr"
 )
 
@@ -43,8 +41,11 @@ func cmdValidate(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := checkBuild(cfg); err != nil {
-		return fmt.Errorf("%s: %w", *path, err)
+	if _, err := buildPlan(cfg); err != nil {
+		return err
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stdout, "warning: %v\n", w)
 	}
 	fmt.Fprintf(stdout, "%s: ok: %s\n", *path, cfg.Summary())
 	if *checkDNS {
@@ -57,30 +58,6 @@ func cmdValidate(args []string, stdout io.Writer) error {
 		}
 	}
 	return nil
-}
-
-// checkBuild runs the translation edge run would do (without listening,
-// contacting storage or the CA), so validate refuses what run would.
-func checkBuild(cfg *config.Config) error {
-	var errs []error
-	errs = append(errs, unsupported(cfg))
-	if _, err := buildPeers(cfg.Cluster, nil); err != nil {
-		errs = append(errs, err)
-	}
-	if _, err := buildTLS(cfg, nil); err != nil {
-		errs = append(errs, err)
-	}
-	pc, err := buildProxy(cfg)
-	if err == nil {
-		ctx, cancel := context.WithCancel(context.Background())
-		var ph *proxy.Handler
-		if ph, err = proxy.New(ctx, pc); err == nil {
-			ph.Close()
-		}
-		cancel()
-	}
-	errs = append(errs, err)
-	return errors.Join(errs...)
 }
 
 // adminClient talks to a running edge's admin API.

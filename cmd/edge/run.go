@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,15 +48,18 @@ type server struct {
 	smetrics *redisstore.Metrics
 	pmetrics *proxy.Metrics
 	cmetrics *challenge.Metrics
-	tm       *tlsmgr.Manager
+	// The long-lived owners: each takes every new plan and applies the
+	// difference itself.
+	tm     *tlsmgr.Manager
+	pstate *proxy.State
 
 	reloadOK prometheus.Gauge
 	reloadTS prometheus.Gauge
 
-	mu       sync.Mutex // serialises reloads; guards store, storeCfg, tlsKey
+	mu       sync.Mutex // serialises reloads; guards store, storeCfg, applied
 	store    certmagic.Storage
 	storeCfg config.Storage
-	tlsKey   *tlsInputs
+	applied  []byte // the bytes of the config file last applied
 	gen      atomic.Pointer[generation]
 }
 
@@ -75,7 +78,11 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*path)
+	data, err := os.ReadFile(*path)
+	if err != nil {
+		return fmt.Errorf("reading config: %w", err)
+	}
+	cfg, err := config.Parse(*path, data, os.LookupEnv)
 	if err != nil {
 		return err
 	}
@@ -91,6 +98,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	s.applied = data
 	s.hup = make(chan os.Signal, 1)
 	signal.Notify(s.hup, syscall.SIGHUP)
 	defer signal.Stop(s.hup)
@@ -106,8 +114,20 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		return err
 	}
-	defer s.tm.Stop()
+	defer s.close()
 	return s.serve(ctx, cfg, lns)
+}
+
+// close stops the owners that outlive generations: certificate management
+// (its orders and locks) first, then the storage they used.
+func (s *server) close() {
+	s.tm.Stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.store != nil {
+		closeStorage(s.store)
+		s.store = nil
+	}
 }
 
 // nodeName is hostname:port of the plain-HTTP listener: unique per edge on
@@ -125,6 +145,7 @@ func newServer(path string, logger *zap.Logger, node string) (*server, error) {
 		logger: logger,
 		slog:   slog.New(zapslog.NewHandler(logger.Core(), zapslog.WithName("proxy"))),
 		reg:    prometheus.NewRegistry(),
+		pstate: proxy.NewState(),
 	}
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var err error
@@ -155,59 +176,52 @@ func newServer(path string, logger *zap.Logger, node string) (*server, error) {
 	return s, nil
 }
 
-// apply builds a generation from cfg and swaps it in; on error the running
-// generation keeps serving untouched.
+// apply builds the plan of cfg and hands each owner its part: a new proxy
+// handler tree on the process's proxy State (backends keep their health),
+// tlsmgr's options (it keeps what did not change), the HTTP handler. On error
+// the running generation keeps serving untouched. Storage is opened by the
+// first apply; a later one that changes it is refused, as a change of listen
+// is: certificates, account and locks live there.
 func (s *server) apply(ctx context.Context, cfg *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := unsupported(cfg); err != nil {
-		return err
-	}
-	if _, err := buildPeers(cfg.Cluster, nil); err != nil {
-		return err
-	}
-	pc, err := buildProxy(cfg)
+	pl, err := buildPlan(cfg)
 	if err != nil {
 		return err
 	}
-	pc.Metrics = s.pmetrics
-	pc.Logger = s.slog
-	pc.AccessLog = cfg.Log.Access == nil || *cfg.Log.Access
-	if _, port, err := splitListen(cfg.Listen.HTTPS); err == nil {
-		pc.HTTPSPort = port
+	if s.store != nil && cfg.Storage != s.storeCfg {
+		return cfg.ErrorAt("storage", "storage changed: restart edge to use the new storage (certificates, the ACME account and locks live there)")
 	}
-	storage, fresh, err := s.storage(cfg.Storage)
-	if err != nil {
-		return err
-	}
-	discard := func() {
-		if fresh {
-			closeStorage(storage)
+	fresh := s.store == nil
+	storage := s.store
+	if fresh {
+		if storage, err = buildStorage(cfg.Storage, storageDeps{node: s.node, logger: s.logger.Named("storage"), metrics: s.smetrics}); err != nil {
+			return cfg.ErrorAt("storage", "%v", err)
 		}
 	}
-	topts, err := buildTLS(cfg, storage)
-	if err != nil {
-		discard()
-		return err
-	}
+	pc := pl.proxy
+	pc.State, pc.Metrics, pc.Logger = s.pstate, s.pmetrics, s.slog
+	pc.AccessLog = pc.AccessLog && s.slog != nil
+	pc.CertCovers = s.tm.Covers
 	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	ph, err := proxy.New(gctx, pc)
 	if err != nil {
 		cancel()
-		discard()
+		if fresh {
+			closeStorage(storage)
+		}
 		return err
 	}
-	// Re-applying unchanged TLS inputs would cancel orders in flight (a
-	// touch of the file reloads), so only a change reaches tlsmgr. Names
-	// are managed for the life of the process, not of a request.
-	key := tlsInputsOf(cfg)
-	if fresh || s.tlsKey == nil || !reflect.DeepEqual(*s.tlsKey, key) {
-		if err := s.tm.Apply(context.WithoutCancel(ctx), topts); err != nil {
-			ph.Close()
-			cancel()
-			discard()
-			return err
+	topts := pl.tls
+	topts.Storage = storage
+	// Names are managed for the life of the process, not of a request.
+	if err := s.tm.Apply(context.WithoutCancel(ctx), topts); err != nil {
+		ph.Close()
+		cancel()
+		if fresh {
+			closeStorage(storage)
 		}
+		return err
 	}
 	gen := &generation{cfg: cfg, proxy: ph, cancel: cancel}
 	gen.http = s.buildHTTP(cfg, storage, ph)
@@ -216,54 +230,14 @@ func (s *server) apply(ctx context.Context, cfg *config.Config) error {
 		old.cancel()
 		old.proxy.Close()
 	}
-	if fresh && s.store != nil {
-		// The old store is left to the orders still using it (never closed
-		// under them); new orders use the new one.
-		s.logger.Info("storage configuration changed; new orders use the new storage")
-	}
-	s.store, s.storeCfg, s.tlsKey = storage, cfg.Storage, &key
+	s.store, s.storeCfg = storage, cfg.Storage
 	s.reloadOK.Set(1)
 	s.reloadTS.SetToCurrentTime()
+	for _, w := range cfg.Warnings() {
+		s.logger.Warn("config warning", zap.String("warning", w.Error()))
+	}
 	s.logger.Info("config applied", zap.String("config", s.path), zap.String("summary", cfg.Summary()))
 	return nil
-}
-
-// tlsInputs is what tlsmgr.Options are built from; a reload that leaves it
-// unchanged leaves certificate management alone.
-type tlsInputs struct {
-	ACME    config.ACME
-	CARoot  []byte // contents of acme.ca_root_file: a replaced file is a change
-	Listen  config.Listen
-	Storage config.Storage
-	Sites   []siteTLS
-}
-
-type siteTLS struct {
-	Hosts         []string
-	DNS, Delegate string
-}
-
-func tlsInputsOf(cfg *config.Config) tlsInputs {
-	k := tlsInputs{ACME: cfg.ACME, Listen: cfg.Listen, Storage: cfg.Storage}
-	if cfg.ACME.CARootFile != "" {
-		k.CARoot, _ = os.ReadFile(cfg.ACME.CARootFile)
-	}
-	for _, st := range cfg.Sites {
-		k.Sites = append(k.Sites, siteTLS{Hosts: st.Hosts, DNS: st.DNS, Delegate: st.Delegate})
-	}
-	return k
-}
-
-// storage returns the storage for sc: the running one when the storage
-// section did not change (its client, held locks and keepalives must
-// outlive a reload), else a new one (fresh), which apply commits only once
-// the whole generation is built.
-func (s *server) storage(sc config.Storage) (st certmagic.Storage, fresh bool, err error) {
-	if s.store != nil && s.storeCfg == sc {
-		return s.store, false, nil
-	}
-	st, err = buildStorage(sc, storageDeps{node: s.node, logger: s.logger.Named("storage"), metrics: s.smetrics})
-	return st, err == nil, err
 }
 
 // closeStorage releases a storage's connections, if it has any.
@@ -313,29 +287,59 @@ func (s *server) locks(r *http.Request) (any, error) {
 }
 
 // reload re-reads the config file; a bad file is logged and leaves the
-// running config serving.
-func (s *server) reload(ctx context.Context, why string) {
-	cfg, err := config.Load(s.path)
+// running config serving. A file whose bytes did not change is not applied
+// again when the trigger is the file watcher; SIGHUP always applies (a
+// *_file secret or a ${VAR} may have changed), and each owner still keeps
+// what did not change.
+func (s *server) reload(ctx context.Context, why string, data []byte) {
+	if data == nil {
+		var err error
+		if data, err = os.ReadFile(s.path); err != nil {
+			s.reloadFailed(why, fmt.Errorf("reading config: %w", err))
+			return
+		}
+	} else {
+		s.mu.Lock()
+		same := bytes.Equal(data, s.applied)
+		s.mu.Unlock()
+		if same {
+			return
+		}
+	}
+	cfg, err := config.Parse(s.path, data, os.LookupEnv)
 	if err == nil {
 		old := s.gen.Load().cfg
 		// Sockets are bound at start. Refuse rather than half-apply: the admin
 		// token rule depends on the address actually bound.
-		if cfg.Listen != old.Listen || cfg.Admin.Listen != old.Admin.Listen {
-			err = errors.New("listen or admin.listen changed: restart edge to apply new addresses")
+		switch {
+		case cfg.Listen != old.Listen:
+			err = cfg.ErrorAt("listen", "listen addresses changed: restart edge to apply them")
+		case cfg.Admin.Listen != old.Admin.Listen:
+			err = cfg.ErrorAt("admin.listen", "admin.listen changed: restart edge to apply it")
 		}
-		if cfg.Limits != old.Limits || cfg.Log.Level != old.Log.Level || cfg.Log.Format != old.Log.Format {
-			s.logger.Warn("limits or log level/format changed: restart edge to apply them", zap.String("config", s.path))
+		if cfg.Limits != old.Limits {
+			s.logger.Warn("limits changed: restart edge to apply them", zap.String("at", cfg.ErrorAt("limits", "here").Error()))
+		}
+		if cfg.Log.Level != old.Log.Level || cfg.Log.Format != old.Log.Format {
+			s.logger.Warn("log level or format changed: restart edge to apply them", zap.String("at", cfg.ErrorAt("log", "here").Error()))
 		}
 		if err == nil {
 			err = s.apply(ctx, cfg)
 		}
 	}
+	s.mu.Lock()
+	s.applied = data // a bad file is not retried until it changes again
+	s.mu.Unlock()
 	if err != nil {
-		s.reloadOK.Set(0)
-		s.logger.Error("reload failed; keeping the running config", zap.String("config", s.path), zap.String("trigger", why), zap.Error(err))
+		s.reloadFailed(why, err)
 		return
 	}
 	s.logger.Info("reloaded", zap.String("trigger", why))
+}
+
+func (s *server) reloadFailed(why string, err error) {
+	s.reloadOK.Set(0)
+	s.logger.Error("reload failed; keeping the running config", zap.String("config", s.path), zap.String("trigger", why), zap.Error(err))
 }
 
 // listen opens the http, https and admin sockets, in that order.
@@ -372,9 +376,13 @@ func (s *server) servers(cfg *config.Config) []listener {
 		return &http.Server{
 			Handler:           h,
 			ReadHeaderTimeout: lim.ReadHeaderTimeout,
-			IdleTimeout:       lim.IdleTimeout,
-			MaxHeaderBytes:    lim.MaxHeaderBytes,
-			ErrorLog:          errLog,
+			// The whole request, body included (HTTP/2: per stream); a
+			// trickled body is cut and answered 408 (proxy). Responses are
+			// bounded per write by the proxy (limits.write_timeout).
+			ReadTimeout:    lim.ReadTimeout,
+			IdleTimeout:    lim.IdleTimeout,
+			MaxHeaderBytes: lim.MaxHeaderBytes,
+			ErrorLog:       errLog,
 		}
 	}
 	httpSrv := newServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -455,10 +463,10 @@ func (s *server) waitForStop(ctx context.Context, errc <-chan error) error {
 			s.logger.Info("stopping: draining in-flight requests", zap.Duration("timeout", drainTimeout))
 			return nil
 		case <-hup:
-			s.reload(ctx, "SIGHUP")
+			s.reload(ctx, "SIGHUP", nil)
 		case <-ticker.C:
-			if watch.changed() {
-				s.reload(ctx, "file changed")
+			if data := watch.changed(); data != nil {
+				s.reload(ctx, "file changed", data)
 			}
 		case err := <-errc:
 			if err != nil {
@@ -525,7 +533,9 @@ func (r redisLogger) Printf(_ context.Context, format string, v ...any) {
 	r.l.Warn(strings.TrimSpace(fmt.Sprintf(format, v...)))
 }
 
-// fileWatcher notices a change of a file's size or modification time.
+// fileWatcher notices a change of a file: a new size or modification time
+// makes it read the file, and the bytes decide (reload compares them with
+// those last applied, so a touch changes nothing).
 type fileWatcher struct {
 	path string
 	last os.FileInfo
@@ -536,14 +546,20 @@ func newFileWatcher(path string) *fileWatcher {
 	return &fileWatcher{path: path, last: fi}
 }
 
-func (w *fileWatcher) changed() bool {
+// changed returns the file's contents when its size or modification time
+// changed since the last call, else nil.
+func (w *fileWatcher) changed() []byte {
 	fi, err := os.Stat(w.path)
 	if err != nil {
-		return false
+		return nil
 	}
 	if w.last != nil && fi.ModTime().Equal(w.last.ModTime()) && fi.Size() == w.last.Size() {
-		return false
+		return nil
+	}
+	data, err := os.ReadFile(w.path)
+	if err != nil {
+		return nil
 	}
 	w.last = fi
-	return true
+	return data
 }

@@ -1,0 +1,101 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// pools checks each pool, in file order. The rules on backend URLs and
+// health checks are those proxy.New applies, so that edge validate finds
+// what edge run would refuse.
+func (v *validator) pools() {
+	for _, name := range v.c.PoolNames() {
+		pool, p := v.c.Pools[name], "pools["+name+"]"
+		v.oneOf(p+".policy", "policy", pool.Policy, policies)
+		if len(pool.Backends) == 0 {
+			v.errorf(p+".backends", "pool %q has no backends", name)
+		}
+		seen := map[string]string{}
+		for j, b := range pool.Backends {
+			bp := fmt.Sprintf("%s.backends[%d]", p, j)
+			u, ok := v.backend(bp, b)
+			if !ok {
+				continue
+			}
+			key := u.String() // what proxy names the backend by
+			if first, dup := seen[key]; dup {
+				v.errorf(bp, "backend %q is already listed at %s", b, v.where(first))
+			}
+			seen[key] = bp
+		}
+		if h := pool.Health; h != nil {
+			v.health(p+".health", h)
+		}
+		v.nonNegInt(p+".passive.fails", pool.Passive.FailCount())
+		v.nonNeg(p+".passive.window", pool.Passive.Window)
+		v.nonNeg(p+".passive.cooldown", pool.Passive.Cooldown)
+		v.nonNegInt(p+".retries", pool.Retries)
+		v.nonNeg(p+".timeouts.connect", pool.Timeouts.Connect)
+		v.nonNeg(p+".timeouts.response_header", pool.Timeouts.ResponseHeader)
+		v.nonNeg(p+".timeouts.idle", pool.Timeouts.Idle)
+	}
+}
+
+// backend checks a backend URL as proxy's newPool does: http or https,
+// a host, a port (if any) of 1..65535, no query, fragment or user info.
+func (v *validator) backend(path, s string) (*url.URL, bool) {
+	u, msg := checkURL(s, "http", "https")
+	if msg == "" && (u.RawQuery != "" || u.Fragment != "" || u.User != nil) {
+		msg = "no query, fragment or user info allowed in a backend URL"
+	}
+	if msg != "" {
+		v.errorf(path, "invalid URL %q: %s", s, msg)
+		return nil, false
+	}
+	return u, true
+}
+
+// health checks an active health check as proxy's HealthCheck.resolve and
+// healthURL do.
+func (v *validator) health(hp string, h *Health) {
+	if !strings.HasPrefix(h.Path, "/") {
+		v.errorf(hp+".path", "health path %q must start with /", h.Path)
+	} else if ref, err := url.Parse(h.Path); err != nil || ref.IsAbs() || ref.Host != "" {
+		v.errorf(hp+".path", "health path %q is not a path (like /healthz or /status?full=1)", h.Path)
+	}
+	if h.Host != "" && !validHostHeader(h.Host) {
+		v.errorf(hp+".host", "health host %q is not a host name or address (a Host header: NAME, IP or [IPv6], with an optional :PORT)", h.Host)
+	}
+	v.nonNeg(hp+".interval", h.Interval)
+	v.nonNeg(hp+".timeout", h.Timeout)
+	if h.Interval > 0 && h.Timeout > h.Interval {
+		v.warnf(hp+".timeout", "health timeout %s is longer than interval %s: a slow backend delays every round of checks past the interval", h.Timeout, h.Interval)
+	}
+	if h.Expect < 100 || h.Expect > 599 {
+		v.errorf(hp+".expect", "expect %d is not an HTTP status code", h.Expect)
+	}
+	v.nonNegInt(hp+".fails", h.Fails)
+	v.nonNegInt(hp+".passes", h.Passes)
+}
+
+// validHostHeader reports whether host can be sent as a Host header: not
+// empty, and only the characters of a host name, an IP literal in brackets
+// and a port (RFC 3986, section 3.2.2; the reg-name's percent-encoding and
+// sub-delims included). It is the rule of proxy's validHostHeader, which
+// is no stricter than net/http's own check.
+func validHostHeader(host string) bool {
+	if host == "" {
+		return false
+	}
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-._~%!$&'()*+,;=:[]", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,201 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+func (v *validator) sites(exports map[string]string) {
+	c := v.c
+	poolNames := c.PoolNames()
+	dnsNames := slices.Sorted(maps.Keys(c.ACME.DNS))
+	exportNames := slices.Sorted(maps.Keys(exports))
+	hosts := map[string]string{} // host -> path of its first occurrence
+	for i, s := range c.Sites {
+		p := fmt.Sprintf("sites[%d]", i)
+		if len(s.Hosts) == 0 {
+			v.errorf(p+".hosts", "site has no hosts")
+		}
+		for j, h := range s.Hosts {
+			v.host(fmt.Sprintf("%s.hosts[%d]", p, j), h, s, hosts)
+		}
+		if len(s.Routes) == 0 {
+			v.errorf(p+".routes", "site %s has no routes: add routes: [{path: /, pool: NAME}]", siteName(s, p))
+		}
+		if s.DNS != "" && !slices.Contains(dnsNames, s.DNS) {
+			v.errorf(p+".dns", "dns provider %q is not defined in acme.dns%s", s.DNS, suggest(s.DNS, dnsNames))
+		}
+		if s.Delegate != "" {
+			if s.DNS == "" {
+				v.errorf(p+".delegate", "delegate needs dns: (the provider that writes the delegated zone)")
+			}
+			if msg := checkHost(s.Delegate, false, true); msg != "" {
+				v.errorf(p+".delegate", "invalid delegate name %q: %s", s.Delegate, msg)
+			}
+		}
+		v.nonNegInt(p+".hsts", s.HSTS)
+		if !v.bad["exports"] { // refused as a whole: its names are not checked
+			for j, e := range s.Exports {
+				if _, ok := exports[e]; !ok {
+					v.errorf(fmt.Sprintf("%s.exports[%d]", p, j), "export %q is not defined in exports%s", e, suggest(e, exportNames))
+				}
+			}
+		}
+		v.routes(p, s.Routes, poolNames)
+	}
+}
+
+// siteName names a site in messages: its first host, else its path.
+func siteName(s Site, path string) string {
+	if len(s.Hosts) > 0 && s.Hosts[0] != "" {
+		return s.Hosts[0]
+	}
+	return path
+}
+
+// host checks one host of site s at path hp; hosts maps each host seen so
+// far to the path of its first occurrence.
+func (v *validator) host(hp, h string, s Site, hosts map[string]string) {
+	if msg := ipHost(h); msg != "" {
+		v.errorf(hp, "invalid host %q: %s", h, msg)
+		return
+	}
+	if msg := checkHost(h, true, false); msg != "" {
+		v.errorf(hp, "invalid host %q: %s", h, msg)
+		return
+	}
+	key := strings.ToLower(h)
+	if first, dup := hosts[key]; dup {
+		v.errorf(hp, "host %q is already listed at %s", h, v.where(first))
+		return
+	}
+	hosts[key] = hp
+	if strings.HasPrefix(h, "*.") && s.DNS == "" {
+		v.errorf(hp, "wildcard host %q needs dns: (a provider from acme.dns): only DNS-01 can validate wildcards", h)
+	}
+	if kind := internalName(h); kind != "" {
+		a := v.c.ACME
+		if publicCA(a) {
+			v.errorf(hp, "host %q is %s, which public CAs (acme.ca %s) do not certify: use a public name, or set acme.ca to an internal ACME CA's directory URL", h, kind, a.CA)
+		} else {
+			v.warnf(hp, "host %q is %s: only an internal ACME CA can certify it; make sure acme.ca %s does", h, kind, a.CA)
+		}
+	}
+}
+
+// ipHost returns why h, an IP address (v4, v6, or v6 in brackets), cannot
+// be a site host, or "" when h is not an IP address. This is the one place
+// to relax when edge obtains IP certificates.
+func ipHost(h string) string {
+	if inner, ok := strings.CutPrefix(h, "["); ok {
+		h = strings.TrimSuffix(inner, "]")
+	}
+	if _, err := netip.ParseAddr(h); err != nil {
+		return ""
+	}
+	return "IP address hosts need an IP certificate, which this build does not obtain yet"
+}
+
+// internalName describes h when public CAs never certify it: "a localhost
+// name" (localhost or under .localhost, RFC 6761) or "a single-label name"
+// (no dot, such as intranet), a wildcard's base name included. It returns
+// "" for other names.
+func internalName(h string) string {
+	name := strings.TrimPrefix(strings.ToLower(h), "*.")
+	switch {
+	case name == "localhost" || strings.HasSuffix(name, ".localhost"):
+		return "a localhost name"
+	case !strings.Contains(name, "."):
+		return "a single-label name"
+	}
+	return ""
+}
+
+// publicCA reports whether acme.ca is one of the public CAs edge knows by
+// name (letsencrypt, letsencrypt-staging, zerossl), given by name or by
+// its directory URL.
+func publicCA(a ACME) bool {
+	dirs := CADirectories()
+	if _, ok := dirs[a.CA]; ok {
+		return true
+	}
+	for _, dir := range dirs {
+		if a.CA == dir || (a.CADirectory != "" && a.CADirectory == dir) {
+			return true
+		}
+	}
+	return false
+}
+
+func (v *validator) routes(site string, routes []Route, poolNames []string) {
+	paths := map[string]string{}
+	for k, r := range routes {
+		p := fmt.Sprintf("%s.routes[%d]", site, k)
+		switch {
+		case r.Path == "":
+			v.errorf(p+".path", "route needs path")
+		case !strings.HasPrefix(r.Path, "/"):
+			v.errorf(p+".path", "route path %q must start with /", r.Path)
+		default:
+			if first, dup := paths[r.Path]; dup {
+				v.errorf(p+".path", "path %q is already routed at %s", r.Path, v.where(first))
+			}
+			paths[r.Path] = p + ".path"
+		}
+		switch {
+		case r.Pool == "":
+			v.errorf(p+".pool", "route needs pool")
+		case !slices.Contains(poolNames, r.Pool):
+			v.errorf(p+".pool", "pool %q is not defined in pools%s", r.Pool, suggest(r.Pool, poolNames))
+		}
+		if _, err := parseSize(r.MaxBody); err != nil {
+			v.errorf(p+".max_body", "invalid max_body %q: %v", r.MaxBody, err)
+		}
+	}
+}
+
+// checkHost returns what is wrong with host name h, or "". IP addresses
+// are accepted (sites refuse them first, in ipHost); wildcard allows a leftmost "*." label, underscore allows
+// "_" in labels (for DNS names such as _acme-challenge.example.net).
+func checkHost(h string, wildcard, underscore bool) string {
+	if h == "" {
+		return "empty host name"
+	}
+	if _, err := netip.ParseAddr(h); err == nil {
+		return ""
+	}
+	name := h
+	if rest, ok := strings.CutPrefix(h, "*."); ok && wildcard {
+		name = rest
+	}
+	if strings.HasSuffix(name, ".") {
+		return "trailing dot"
+	}
+	if len(name) > 253 {
+		return "longer than 253 characters"
+	}
+	for label := range strings.SplitSeq(name, ".") {
+		switch {
+		case label == "":
+			return "empty label"
+		case label == "*" && wildcard:
+			return "* is only allowed as the whole leftmost label"
+		case len(label) > 63:
+			return "label longer than 63 characters"
+		case label[0] == '-' || label[len(label)-1] == '-':
+			return "label starts or ends with -"
+		}
+		for _, r := range label {
+			switch {
+			case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9', r == '-':
+			case r == '_' && underscore:
+			default:
+				return fmt.Sprintf("invalid character %q", r)
+			}
+		}
+	}
+	return ""
+}

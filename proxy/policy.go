@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 )
@@ -64,23 +66,28 @@ func isTokenByte(c byte) bool {
 	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
+// selectors makes a fresh Selector per policy name.
+var selectors = map[string]func() Selector{
+	"round_robin": func() Selector { return new(RoundRobin) },
+	"least_conn":  func() Selector { return LeastConn{} },
+	"random":      func() Selector { return Random{} },
+	"ip_hash":     func() Selector { return IPHash{} },
+	"cookie":      func() Selector { return Cookie{} },
+	"first":       func() Selector { return First{} },
+}
+
+// Policies returns the policy names NewSelector accepts, sorted.
+func Policies() []string { return slices.Sorted(maps.Keys(selectors)) }
+
 // NewSelector returns the Selector for a policy name: round_robin (also ""),
-// least_conn, random, ip_hash, cookie or first. Resolve the name once, at
-// load time.
+// least_conn, random, ip_hash, cookie or first (see Policies). Resolve the
+// name once, at load time.
 func NewSelector(policy string) (Selector, error) {
-	switch policy {
-	case "", "round_robin":
-		return new(RoundRobin), nil
-	case "least_conn":
-		return LeastConn{}, nil
-	case "random":
-		return Random{}, nil
-	case "ip_hash":
-		return IPHash{}, nil
-	case "cookie":
-		return Cookie{}, nil
-	case "first":
-		return First{}, nil
+	if policy == "" {
+		policy = "round_robin"
+	}
+	if mk, ok := selectors[policy]; ok {
+		return mk(), nil
 	}
 	return nil, fmt.Errorf("unknown balancing policy %q", policy)
 }

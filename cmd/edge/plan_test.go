@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap/zapcore"
+
+	"github.com/farmedge/edge/challenge"
+	"github.com/farmedge/edge/config"
+	"github.com/farmedge/edge/proxy"
+)
+
+// TestEnumsMatchRuntime holds config's lists of accepted names against what
+// the runtime packages accept, so that the two cannot drift apart again.
+func TestEnumsMatchRuntime(t *testing.T) {
+	if got, want := slices.Sorted(slices.Values(config.Policies())), proxy.Policies(); !slices.Equal(got, want) {
+		t.Errorf("config policies %v, proxy accepts %v", got, want)
+	}
+	for _, l := range config.LogLevels() {
+		if _, err := zapcore.ParseLevel(l); err != nil {
+			t.Errorf("log level %q: %v", l, err)
+		}
+	}
+	for _, f := range config.LogFormats() {
+		if _, err := buildLogger(config.Log{Level: "info", Format: f}); err != nil {
+			t.Errorf("log format %q: %v", f, err)
+		}
+	}
+	for _, f := range []string{"console", ""} {
+		if _, err := buildLogger(config.Log{Level: "info", Format: f}); err == nil {
+			t.Errorf("buildLogger accepts format %q, which config refuses", f)
+		}
+	}
+	for _, alg := range config.TSIGAlgorithms() {
+		if _, err := challenge.NewRFC2136("lan", challenge.RFC2136Options{Server: "127.0.0.1:53", KeyName: "k", KeyAlg: alg, Key: "c2VjcmV0"}); err != nil {
+			t.Errorf("TSIG algorithm %q: %v", alg, err)
+		}
+	}
+	for _, st := range config.StorageTypes() {
+		sc := config.Storage{Type: st, Path: t.TempDir(), Address: "127.0.0.1:1", Prefix: "edge"}
+		s, err := buildStorage(sc, storageDeps{node: "test"})
+		if err != nil {
+			t.Errorf("storage type %q: %v", st, err)
+			continue
+		}
+		closeStorage(s)
+	}
+	for _, p := range config.DNSProviderTypes() {
+		yaml := "acme: {ca: \"https://127.0.0.1:14000/dir\", dns: {d: {provider: " + p + ", api_token: t, server: \"127.0.0.1:53\", key_name: k, key: c2VjcmV0}}}\n" +
+			"sites: [{hosts: [\"*.a.test\"], dns: d, routes: [{path: /, pool: web}]}]\npools: {web: {backends: [\"http://127.0.0.1:8080\"]}}\n"
+		// Each provider refuses the other's keys; keep only its own.
+		if p == "cloudflare" {
+			yaml = strings.Replace(yaml, `, server: "127.0.0.1:53", key_name: k, key: c2VjcmV0`, "", 1)
+		} else {
+			yaml = strings.Replace(yaml, ", api_token: t", "", 1)
+		}
+		cfg, err := config.Parse("t.yaml", []byte(yaml), nil)
+		if err != nil {
+			t.Errorf("dns provider %q: %v", p, err)
+			continue
+		}
+		if _, err := buildPlan(cfg); err != nil {
+			t.Errorf("dns provider %q: %v", p, err)
+		}
+	}
+}
+
+// TestDefaultsReachRuntime: the values the runtime packages get from a
+// config with every default are explicit, never a zero the runtime would
+// read as "none".
+func TestDefaultsReachRuntime(t *testing.T) {
+	cfg, err := config.Parse("t.yaml", []byte(`
+acme: {ca: "https://127.0.0.1:14000/dir"}
+sites: [{hosts: [a.test], routes: [{path: /, pool: web}]}]
+pools: {web: {backends: ["http://127.0.0.1:8080"], health: {}}}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := buildPlan(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pl.proxy.Pools[0]
+	h := p.Health
+	if h.Interval == 0 || h.Timeout == 0 || h.Expect == 0 || h.Fails == 0 || h.Passes == 0 || h.Path == "" {
+		t.Errorf("health check with zero fields: %+v", *h)
+	}
+	if p.Passive.Fails == 0 || p.Passive.Window == 0 || p.Passive.Cooldown == 0 {
+		t.Errorf("passive check off or partial by default: %+v", p.Passive)
+	}
+	if p.Timeouts.Connect == 0 || p.Timeouts.ResponseHeader == 0 || p.Timeouts.Idle == 0 {
+		t.Errorf("timeouts with zero fields: %+v", p.Timeouts)
+	}
+	if pl.proxy.WriteTimeout == 0 || cfg.Limits.ReadTimeout == 0 {
+		t.Errorf("write timeout %v, read timeout %v", pl.proxy.WriteTimeout, cfg.Limits.ReadTimeout)
+	}
+
+	off, err := config.Parse("t.yaml", []byte(`
+acme: {ca: "https://127.0.0.1:14000/dir"}
+sites: [{hosts: [a.test], routes: [{path: /, pool: web}]}]
+pools: {web: {backends: ["http://127.0.0.1:8080"], passive: {fails: 0}}}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pl, err := buildPlan(off); err != nil || pl.proxy.Pools[0].Passive != (proxy.PassiveCheck{}) {
+		t.Errorf("passive: {fails: 0} gives %+v, %v; want passive checks off", pl.proxy.Pools[0].Passive, err)
+	}
+}
+
+var posLine = regexp.MustCompile(`^\S+\.yaml:\d+:\d+: `)
+
+// TestRefusalsHavePositions: every config edge run refuses, edge validate
+// refuses first, each problem on a line of its own at FILE:LINE:COL, and
+// only once.
+func TestRefusalsHavePositions(t *testing.T) {
+	base := "acme: {ca: \"https://127.0.0.1:14000/dir\"}\n"
+	site := "sites: [{hosts: [a.test], routes: [{path: /, pool: web}]}]\n"
+	pools := "pools: {web: {backends: [\"http://127.0.0.1:8080\"]}}\n"
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"health host", base + site + "pools: {web: {backends: [\"http://127.0.0.1:8080\"], health: {host: \"a b\"}}}\n", "health host"},
+		{"backend userinfo", base + site + "pools: {web: {backends: [\"http://u:p@127.0.0.1:8080\"]}}\n", "user info"},
+		{"backend query", base + site + "pools: {web: {backends: [\"http://127.0.0.1:8080/?x=1\"]}}\n", "query"},
+		{"port out of range", base + site + "pools: {web: {backends: [\"http://127.0.0.1:70000\"]}}\n", "70000"},
+		{"site without routes", base + "sites: [{hosts: [a.test]}]\n" + pools, "no routes"},
+		{"unknown pool", base + "sites: [{hosts: [a.test], routes: [{path: /, pool: wbe}]}]\n" + pools, "wbe"},
+		{"ip host", base + "sites: [{hosts: [\"192.0.2.1\"], routes: [{path: /, pool: web}]}]\n" + pools, "IP"},
+		{"localhost with a public CA", "sites: [{hosts: [localhost], routes: [{path: /, pool: web}]}]\n" + pools, "localhost"},
+		{"on_demand", base + site + pools + "on_demand: {ask: \"http://127.0.0.1:1/ask\"}\n", "on_demand"},
+		{"exports", base + site + pools + "exports: [{name: p, type: pem_dir, path: /tmp/x}]\n", "exports"},
+		{"max_conns_per_ip", base + site + pools + "limits: {max_conns_per_ip: 10}\n", "max_conns_per_ip"},
+		{"peers without secret", base + site + pools + "cluster: {peers: [\"http://127.0.0.1:1\"]}\n", "secret"},
+		{"missing ca_root_file", "acme: {ca: \"https://127.0.0.1:14000/dir\", ca_root_file: /nonexistent/root.pem}\n" + site + pools, "ca_root_file"},
+		{"tab", base + site + "pools:\n\tweb: {backends: [\"http://127.0.0.1:8080\"]}\n", "tab"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "edge.yaml")
+			data := "listen: {http: \"127.0.0.1:0\", https: \"127.0.0.1:0\"}\nadmin: {listen: \"127.0.0.1:0\"}\nstorage: {path: " + t.TempDir() + "}\n" + tc.yaml
+			if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, cmd := range []string{"validate", "run"} {
+				var out bytes.Buffer
+				ctx, cancel := context.WithCancel(t.Context())
+				if cmd == "run" {
+					cancel() // had it started, it would stop at once
+				}
+				err := Run(ctx, []string{cmd, "-config", path}, &out, &out)
+				cancel()
+				if err == nil {
+					t.Fatalf("edge %s accepted:\n%s", cmd, data)
+				}
+				lines := strings.Split(strings.TrimSpace(err.Error()), "\n")
+				for _, l := range lines {
+					if !posLine.MatchString(l) {
+						t.Errorf("edge %s: line without FILE:LINE:COL: %q", cmd, l)
+					}
+				}
+				if !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("edge %s: %v; want it to mention %q", cmd, err, tc.want)
+				}
+				seen := map[string]bool{}
+				for _, l := range lines {
+					if seen[l] {
+						t.Errorf("edge %s: reported twice: %q", cmd, l)
+					}
+					seen[l] = true
+				}
+			}
+		})
+	}
+}

@@ -116,7 +116,7 @@ func TestLifecycle(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		if !strings.Contains(e.Log(), "restart edge to apply new addresses") {
+		if !strings.Contains(e.Log(), "admin.listen changed: restart edge to apply it") || !strings.Contains(e.Log(), "edge.yaml:2:") {
 			t.Errorf("refusal does not say why:\n%s", e.Tail(5))
 		}
 		if got := body("/x"); got != "200 one /x" {

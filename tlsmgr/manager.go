@@ -24,6 +24,7 @@ import (
 	"github.com/libdns/libdns"
 	"github.com/mholt/acmez/v3/acme"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // Options configure a Manager. The zero value is not usable: CA, Storage and
@@ -297,7 +298,7 @@ func (m *Manager) baseCtx(ctx context.Context) context.Context {
 }
 
 func (m *Manager) buildConfig(opts Options, grp Group) (*certmagic.Config, *certmagic.ACMEIssuer) {
-	log := m.logger
+	log := m.logger.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return stoppingCore{c, &m.stopped} }))
 	tmpl := certmagic.Config{
 		RenewalWindowRatio: opts.RenewalWindowRatio,
 		Storage:            opts.Storage,
@@ -484,6 +485,10 @@ func (m *Manager) Renew(_ context.Context, name string) error {
 		defer m.renewing.Delete(name)
 		log := m.logger.With(zap.String("identifier", name))
 		if err := cfg.RenewCertAsync(g.ctx, name, true); err != nil {
+			if g.ctx.Err() != nil {
+				log.Info("forced renewal stopped by shutdown", zap.Error(err))
+				return
+			}
 			log.Error("forced renewal failed; the current certificate keeps serving", zap.Error(err))
 			return
 		}
@@ -525,6 +530,56 @@ func (m *Manager) Stop() {
 	// After the orders have given up: their own unlocks ran, and what is
 	// left is what a canceled unlock could not remove.
 	certmagic.CleanUpOwnLocks(context.Background(), m.logger)
+}
+
+// stoppingCore is the core of the loggers handed to certmagic. Once Stop
+// has begun, the warnings and errors that certmagic and acmez log for work
+// Stop canceled are written at debug level: certmagic logs a canceled job
+// as failed ("could not get certificate from issuer", "job failed", acmez's
+// "deactivating authorization"), and a job's own unlock may find its lock
+// already released by CleanUpOwnLocks ("unable to unlock"): certmagic has
+// no way to wait for its jobs. Neither is a failure of a clean stop.
+type stoppingCore struct {
+	zapcore.Core
+	stopped *atomic.Bool
+}
+
+func (c stoppingCore) With(f []zapcore.Field) zapcore.Core {
+	return stoppingCore{c.Core.With(f), c.stopped}
+}
+
+func (c stoppingCore) Check(ent zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if ent.Level >= zapcore.WarnLevel && c.stopped.Load() {
+		return ce.AddCore(ent, c) // Write sees the fields and decides
+	}
+	return c.Core.Check(ent, ce)
+}
+
+func (c stoppingCore) Write(ent zapcore.Entry, fields []zapcore.Field) error {
+	if ent.Level >= zapcore.WarnLevel && c.stopped.Load() && stoppedWork(ent, fields) {
+		ent.Level = zapcore.DebugLevel
+	}
+	if !c.Core.Enabled(ent.Level) {
+		return nil
+	}
+	return c.Core.Write(ent, fields)
+}
+
+// stoppedWork reports whether an entry logged after Stop began is about
+// work Stop canceled. certmagic and acmez flatten errors with %v, so the
+// text is checked as well as the chain.
+func stoppedWork(ent zapcore.Entry, fields []zapcore.Field) bool {
+	if ent.Message == "unable to unlock" {
+		return true
+	}
+	for _, f := range fields {
+		if err, ok := f.Interface.(error); ok && f.Type == zapcore.ErrorType {
+			if errors.Is(err, context.Canceled) || strings.Contains(err.Error(), context.Canceled.Error()) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Covers reports whether the certificate served for serverName (the TLS

@@ -2,14 +2,20 @@ package tlsmgr
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/certmagic"
 	"github.com/libdns/libdns"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // comparedOptions are the fields of Options that sameIssuerSetup compares;
@@ -116,5 +122,26 @@ func TestApplyDiff(t *testing.T) {
 		if g3.groups[i] == g2.groups[i] {
 			t.Errorf("group %d kept after the account email changed", i)
 		}
+	}
+}
+
+// TestStoppingCore: once Stop has begun, certmagic's complaints about the
+// work Stop canceled go to debug; other errors keep their level.
+func TestStoppingCore(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	var stopped atomic.Bool
+	log := zap.New(stoppingCore{core, &stopped})
+	log.Error("job failed", zap.Error(fmt.Errorf("obtaining: %v", context.Canceled)))
+	stopped.Store(true)
+	log.Error("job failed", zap.Error(fmt.Errorf("obtaining: %v", context.Canceled)))
+	log.Error("unable to unlock", zap.String("lock", "issue_cert_a.test"))
+	log.Error("storage is broken", zap.Error(errors.New("disk full")))
+	var got []string
+	for _, e := range logs.All() {
+		got = append(got, e.Level.String()+" "+e.Message)
+	}
+	want := []string{"error job failed", "debug job failed", "debug unable to unlock", "error storage is broken"}
+	if !slices.Equal(got, want) {
+		t.Errorf("levels = %q, want %q", got, want)
 	}
 }

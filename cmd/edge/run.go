@@ -362,9 +362,42 @@ func listen(cfg *config.Config) ([]net.Listener, error) {
 
 // listener is one of edge's three HTTP servers.
 type listener struct {
-	name string
-	srv  *http.Server
-	tls  bool
+	name  string
+	srv   *http.Server
+	tls   bool
+	conns *newConns
+}
+
+// newConnGrace is how long, once SIGTERM has closed the listeners, a
+// connection that has not yet sent a request may take to send one.
+const newConnGrace = time.Second
+
+// newConns tracks a server's connections that have not yet sent a request
+// (http.StateNew: accepted, TLS handshake or request headers still to come).
+type newConns struct {
+	mu sync.Mutex
+	m  map[net.Conn]struct{}
+}
+
+// track is the server's ConnState hook.
+func (n *newConns) track(c net.Conn, st http.ConnState) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if st == http.StateNew {
+		n.m[c] = struct{}{}
+	} else {
+		delete(n.m, c) // HTTP/2 reports active/idle once it has the preface
+	}
+}
+
+// closeNew closes the connections that are still waiting for a request.
+func (n *newConns) closeNew() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for c := range n.m {
+		_ = c.Close()
+		delete(n.m, c)
+	}
 }
 
 // servers builds the http, https and admin servers, in the order listen
@@ -403,7 +436,12 @@ func (s *server) servers(cfg *config.Config) []listener {
 			"locks":        s.locks,
 		},
 	}))
-	return []listener{{"http", httpSrv, false}, {"https", httpsSrv, true}, {"admin", adminSrv, false}}
+	lns := []listener{{name: "http", srv: httpSrv}, {name: "https", srv: httpsSrv, tls: true}, {name: "admin", srv: adminSrv}}
+	for i := range lns {
+		lns[i].conns = &newConns{m: map[net.Conn]struct{}{}}
+		lns[i].srv.ConnState = lns[i].conns.track
+	}
+	return lns
 }
 
 // serve runs the servers on sockets until ctx ends (SIGTERM) or one fails,
@@ -436,8 +474,15 @@ func (s *server) serve(ctx context.Context, cfg *config.Config, sockets []net.Li
 	var wg sync.WaitGroup
 	for _, l := range lns {
 		wg.Go(func() {
+			// Shutdown waits for a connection that has not sent a request
+			// (StateNew) for 5 s before it counts as idle; a peer's unused
+			// pooled connection or a browser's preconnect would hold every
+			// stop that long. Close those after newConnGrace instead.
+			t := time.AfterFunc(newConnGrace, l.conns.closeNew)
+			defer t.Stop()
 			if err := l.srv.Shutdown(shutCtx); err != nil {
 				log.Warn("shutdown", zap.String("listener", l.name), zap.Error(err))
+				_ = l.srv.Close() // drain timeout: close what is left
 			}
 		})
 	}

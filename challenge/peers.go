@@ -66,6 +66,19 @@ func (p *Peers) client() *http.Client {
 	return p.own
 }
 
+// Close drops the idle connections of the client Peers made for itself (a
+// Client given in the struct is the caller's to close). Asks still running
+// finish. Safe to call more than once and on a nil *Peers.
+func (p *Peers) Close() {
+	if p == nil {
+		return
+	}
+	p.once.Do(func() {}) // no client is made after Close
+	if p.own != nil {
+		p.own.CloseIdleConnections()
+	}
+}
+
 // validToken reports whether s can be an ACME token (RFC 8555 §8.1: base64url,
 // at least 128 bits of entropy, so 22 characters or more) or a probe.
 func validToken(s string) bool {

@@ -68,8 +68,17 @@ type server struct {
 type generation struct {
 	cfg    *config.Config
 	proxy  *proxy.Handler
-	http   http.Handler // the plain-HTTP listener's handler: challenges, peers, redirects
+	http   http.Handler     // the plain-HTTP listener's handler: challenges, peers, redirects
+	peers  *challenge.Peers // nil without cluster:
 	cancel context.CancelFunc
+}
+
+// close ends what the generation owns once no new request reaches it:
+// health checkers, idle backend connections, the peers' idle connections.
+func (g *generation) close() {
+	g.cancel()
+	g.proxy.Close()
+	g.peers.Close()
 }
 
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
@@ -224,11 +233,9 @@ func (s *server) apply(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	gen := &generation{cfg: cfg, proxy: ph, cancel: cancel}
-	gen.http = s.buildHTTP(cfg, storage, ph)
-	old := s.gen.Swap(gen)
-	if old != nil {
-		old.cancel()
-		old.proxy.Close()
+	gen.http, gen.peers = s.buildHTTP(cfg, storage, ph)
+	if old := s.gen.Swap(gen); old != nil {
+		old.close()
 	}
 	s.store, s.storeCfg = storage, cfg.Storage
 	s.reloadOK.Set(1)
@@ -488,8 +495,7 @@ func (s *server) serve(ctx context.Context, cfg *config.Config, sockets []net.Li
 	}
 	wg.Wait()
 	if g := s.gen.Load(); g != nil {
-		g.cancel()
-		g.proxy.Close()
+		g.close()
 	}
 	log.Info("stopped")
 	return runErr
@@ -524,7 +530,7 @@ func (s *server) waitForStop(ctx context.Context, errc <-chan error) error {
 // buildHTTP makes the plain-HTTP handler of one generation: ACME
 // challenges (this process, shared storage, preflight probes, peers) first,
 // then the proxy's redirect-or-proxy handler.
-func (s *server) buildHTTP(cfg *config.Config, storage challenge.Loader, ph *proxy.Handler) http.Handler {
+func (s *server) buildHTTP(cfg *config.Config, storage challenge.Loader, ph *proxy.Handler) (http.Handler, *challenge.Peers) {
 	solver := challenge.Solvers{s.tm, challenge.ProbeSolver{Store: storage}}
 	opts := challenge.HTTPOptions{
 		Solver:  solver,
@@ -549,7 +555,7 @@ func (s *server) buildHTTP(cfg *config.Config, storage challenge.Loader, ph *pro
 	if peers != nil {
 		h = peers.PeerHandler(solver, h)
 	}
-	return h
+	return h, peers
 }
 
 func (s *server) apiRenew(r *http.Request) (any, error) {

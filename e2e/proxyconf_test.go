@@ -1,0 +1,305 @@
+package e2e
+
+// proxyconf_test.go holds what the reload and hardening tests share: a
+// config renderer with several pools, per-site HSTS and DNS-01, limits and
+// log.access; a reader of edge's log from an offset (the access log under
+// load makes re-reading the whole file on every poll too slow); raw HTTP/1.1
+// over TLS; and a bounded HTTPS load.
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/farmedge/edge/internal/testenv"
+)
+
+// pSite is one sites: entry.
+type pSite struct {
+	hosts []string
+	pool  string // "" is "web"
+	hsts  int    // 0: leave the key out
+	dns   string // provider name under acme.dns ("lan"); "" is HTTP-01
+}
+
+// pPool is one pools: entry with active and passive health checks.
+type pPool struct {
+	name     string
+	backends []string
+	retries  int
+}
+
+// pConf renders an edge config for these tests. Every backend is checked
+// actively (GET /healthz every 250 ms; one failure marks it down, one pass
+// up) and passively (one failure ejects it for 30 s).
+type pConf struct {
+	httpPort, httpsPort, adminPort int
+	peb                            *testenv.Pebble
+	bind                           *testenv.BIND // set: acme.dns.lan is rfc2136 into it, and it is the resolver
+	storage                        string
+	limits                         string // a YAML flow mapping, "" none
+	access                         bool   // log.access
+	sites                          []pSite
+	pools                          []pPool
+	extra                          string // appended verbatim (for an invalid key)
+}
+
+func (c pConf) yaml() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "listen: {http: %q, https: %q}\n", testenv.Addr(c.httpPort), testenv.Addr(c.httpsPort))
+	fmt.Fprintf(&b, "admin: {listen: %q}\n", testenv.Addr(c.adminPort))
+	fmt.Fprintf(&b, "acme:\n  email: test@example.com\n  ca: %q\n  ca_root_file: %q\n  challenges: [http-01]\n",
+		c.peb.DirectoryURL, c.peb.MinicaRootFile)
+	if c.bind != nil {
+		fmt.Fprintf(&b, "  dns_resolvers: [%q]\n  dns_propagation_timeout: 30s\n", c.bind.Addr)
+		fmt.Fprintf(&b, "  dns:\n    lan: {provider: rfc2136, server: %q, key_name: %s, key_alg: %s, key: %q}\n",
+			c.bind.Addr, c.bind.KeyName, c.bind.KeyAlg, c.bind.KeySecret)
+	}
+	fmt.Fprintf(&b, "storage: {type: file, path: %q}\n", c.storage)
+	if c.limits != "" {
+		fmt.Fprintf(&b, "limits: %s\n", c.limits)
+	}
+	fmt.Fprintf(&b, "log: {level: info, format: json, access: %t}\n", c.access)
+	b.WriteString("sites:\n")
+	for _, s := range c.sites {
+		quoted := make([]string, len(s.hosts))
+		for i, h := range s.hosts {
+			quoted[i] = fmt.Sprintf("%q", h)
+		}
+		fmt.Fprintf(&b, "  - hosts: [%s]\n", strings.Join(quoted, ", "))
+		if s.hsts != 0 {
+			fmt.Fprintf(&b, "    hsts: %d\n", s.hsts)
+		}
+		if s.dns != "" {
+			fmt.Fprintf(&b, "    dns: %s\n", s.dns)
+		}
+		pool := s.pool
+		if pool == "" {
+			pool = "web"
+		}
+		fmt.Fprintf(&b, "    routes: [{path: /, pool: %s}]\n", pool)
+	}
+	b.WriteString("pools:\n")
+	for _, p := range c.pools {
+		quoted := make([]string, len(p.backends))
+		for i, u := range p.backends {
+			quoted[i] = fmt.Sprintf("%q", u)
+		}
+		fmt.Fprintf(&b, "  %s:\n    policy: round_robin\n    backends: [%s]\n", p.name, strings.Join(quoted, ", "))
+		b.WriteString("    health: {path: /healthz, interval: 250ms, timeout: 200ms, fails: 1, passes: 1}\n")
+		b.WriteString("    passive: {fails: 1, window: 10s, cooldown: 30s}\n")
+		fmt.Fprintf(&b, "    retries: %d\n", p.retries)
+	}
+	b.WriteString(c.extra)
+	return b.String()
+}
+
+// startPebbleHTTP01 starts challtestsrv (every name is 127.0.0.1) and a
+// Pebble that validates HTTP-01 on httpPort, edge's plain-HTTP listener.
+func startPebbleHTTP01(t *testing.T, httpPort int) *testenv.Pebble {
+	t.Helper()
+	cts := testenv.StartChallTestSrv(t)
+	return testenv.StartPebble(t, testenv.PebbleOptions{HTTPPort: httpPort, DNSServer: cts.DNSAddr})
+}
+
+// writeConfig replaces path atomically (a temp file renamed over it), so the
+// file watcher never reads a half-written file.
+func writeConfig(t *testing.T, path, text string) {
+	t.Helper()
+	tmp := filepath.Join(filepath.Dir(path), ".edge.yaml.tmp")
+	if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// logReader reads a process log from where it last stopped.
+type logReader struct {
+	path string
+	off  int64
+}
+
+// next returns the complete lines written since the last call.
+func (l *logReader) next() []string {
+	f, err := os.Open(l.path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	if _, err := f.Seek(l.off, io.SeekStart); err != nil {
+		return nil
+	}
+	b, _ := io.ReadAll(f)
+	end := strings.LastIndexByte(string(b), '\n')
+	if end < 0 {
+		return nil
+	}
+	l.off += int64(end + 1)
+	return strings.Split(string(b[:end]), "\n")
+}
+
+// waitLine waits until a new line contains every string of want, and
+// returns it; other lines read on the way are returned too, for checks
+// that nothing else happened.
+func (l *logReader) waitLine(want []string, timeout time.Duration) (string, []string, error) {
+	deadline := time.Now().Add(timeout)
+	var seen []string
+	for {
+		for _, line := range l.next() {
+			seen = append(seen, line)
+			if containsAll(line, want) {
+				return line, seen, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", seen, fmt.Errorf("no log line with %q within %s", want, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// tlsDial makes a TLS connection to addr with SNI serverName, verified
+// against roots, offering protos by ALPN.
+func tlsDial(addr, serverName string, roots *x509.CertPool, protos ...string) (*tls.Conn, error) {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	return tls.DialWithDialer(d, "tcp", addr, &tls.Config{ServerName: serverName, RootCAs: roots, NextProtos: protos})
+}
+
+// rawGet sends "GET path" with Host host on an HTTP/1.1 connection and
+// reads the response.
+func rawGet(conn net.Conn, br *bufio.Reader, host, path string) (int, string, error) {
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	defer conn.SetDeadline(time.Time{})
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: e2e-raw\r\n\r\n", path, host); err != nil {
+		return 0, "", err
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// loadResult is what a bounded load saw.
+type loadResult struct {
+	ok, failed int64
+	errs       []string // the first few failures
+}
+
+// load sends GET url from workers clients (each its own keep-alive
+// connection; mk makes them) until stop is closed, max requests were sent,
+// or limit passed, whichever comes first. Only a 200 whose body comes from
+// a testenv backend counts as ok.
+type load struct {
+	ok, failed, sent atomic.Int64
+	mu               sync.Mutex
+	errs             []string
+	stop             chan struct{}
+	stopOnce         sync.Once
+	wg               sync.WaitGroup
+}
+
+func startLoad(ctx context.Context, workers int, mk func(i int) *http.Client, url string, max int64, limit time.Duration) *load {
+	l := &load{stop: make(chan struct{})}
+	deadline := time.Now().Add(limit)
+	for i := range workers {
+		c := mk(i)
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			defer c.CloseIdleConnections()
+			for {
+				select {
+				case <-l.stop:
+					return
+				case <-ctx.Done():
+					return
+				default:
+				}
+				if time.Now().After(deadline) || l.sent.Add(1) > max {
+					return
+				}
+				if err := getOK(c, url); err != nil {
+					l.failed.Add(1)
+					l.mu.Lock()
+					if len(l.errs) < 10 {
+						l.errs = append(l.errs, err.Error())
+					}
+					l.mu.Unlock()
+					continue
+				}
+				l.ok.Add(1)
+			}
+		}()
+	}
+	return l
+}
+
+// Stop ends the load, waits for the workers and returns what they saw.
+func (l *load) Stop() loadResult {
+	l.stopOnce.Do(func() { close(l.stop) })
+	l.wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return loadResult{ok: l.ok.Load(), failed: l.failed.Load(), errs: append([]string(nil), l.errs...)}
+}
+
+func getOK(c *http.Client, url string) error {
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("%s: reading body: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(b), "hello from backend") {
+		return fmt.Errorf("%s: %d %q", url, resp.StatusCode, b)
+	}
+	return nil
+}
+
+// poolBackendUp returns edge_backend_up for backend in pool (-1 when absent).
+func poolBackendUp(m testenv.Metrics, pool, backend string) float64 {
+	v, ok := m.Get("edge_backend_up", "pool", pool, "backend", backend)
+	if !ok {
+		return -1
+	}
+	return v
+}
+
+// waitBackendUp polls /metrics until edge_backend_up{pool,backend} is want.
+func waitBackendUp(t *testing.T, e *testenv.Edge, pool, backend string, want float64, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		m, err := e.Metrics()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if poolBackendUp(m, pool, backend) == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("edge_backend_up{pool=%q,backend=%q} is not %g after %s:\n%s", pool, backend, want, timeout, m.Dump("edge_backend_up"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -254,24 +254,41 @@ type Timeouts struct {
 
 // Export is one destination for new certificates.
 type Export struct {
-	Name             string        `yaml:"name"`
-	Type             string        `yaml:"type"` // pem_dir | pfx_dir | sftp | exec | azure_keyvault
-	Path             string        `yaml:"path"`
-	Password         string        `yaml:"password"`
-	PasswordFile     string        `yaml:"password_file"`
-	Encryption       string        `yaml:"encryption"`
-	Hosts            []string      `yaml:"hosts"`
-	User             string        `yaml:"user"`
-	KeyFile          string        `yaml:"key_file"`
-	KnownHosts       string        `yaml:"known_hosts"`
-	Then             string        `yaml:"then"`
-	Command          []string      `yaml:"command"`
+	Name string `yaml:"name"`
+	Type string `yaml:"type"` // pem_dir | pfx_dir | smb | sftp | exec | azure_keyvault
+	// Path is the directory written: local (pem_dir, pfx_dir), inside the
+	// share (smb), on each host (sftp).
+	Path string `yaml:"path"`
+	// Password protects the PFX (pfx_dir), or logs on (smb, sftp).
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+	// Encryption of PFX files: modern (AES-256) or legacy (3DES and SHA-1,
+	// for Windows Server 2016 and older). Default modern.
+	Encryption string   `yaml:"encryption"`
+	Hosts      []string `yaml:"hosts"` // sftp: host:port (port 22 when missing)
+	User       string   `yaml:"user"`
+	KeyFile    string   `yaml:"key_file"`
+	KnownHosts string   `yaml:"known_hosts"`
+	Then       string   `yaml:"then"` // sftp: remote command after the files are in place
+	// smb: the servers of the share (host:port, 445 when missing), the
+	// share, the NTLM domain and the PFX password (password logs on).
+	Servers         []string `yaml:"servers"`
+	Share           string   `yaml:"share"`
+	Domain          string   `yaml:"domain"`
+	PFXPassword     string   `yaml:"pfx_password"`
+	PFXPasswordFile string   `yaml:"pfx_password_file"`
+	Command         []string `yaml:"command"` // exec: argv, {name} replaced
+	// Timeout bounds one delivery to one host. Default 30s for exec, 60s
+	// for the others.
 	Timeout          time.Duration `yaml:"timeout"`
 	Vault            string        `yaml:"vault"`
 	TenantID         string        `yaml:"tenant_id"`
 	ClientID         string        `yaml:"client_id"`
-	ClientSecret     string        `yaml:"client_secret"`
+	ClientSecret     string        `yaml:"client_secret"` // empty: managed identity
 	ClientSecretFile string        `yaml:"client_secret_file"`
+	// Verify lists host:port addresses that must serve the new certificate
+	// after a delivery (the proof of delivery); until they do, it is retried.
+	Verify []string `yaml:"verify"`
 }
 
 // Log configures logging. Defaults: level info, format json, access true.

@@ -42,6 +42,13 @@ const (
 	DefaultPassiveWindow   = 10 * time.Second
 	DefaultPassiveCooldown = 30 * time.Second
 	DefaultTSIGAlgorithm   = "hmac-sha256"
+	DefaultPFXEncryption   = "modern"
+	DefaultExecTimeout     = 30 * time.Second
+	DefaultExportTimeout   = 60 * time.Second
+	// ExportCheckInterval is how often every certificate is compared with
+	// what each export target was last given, to catch up what was missed
+	// (a target that was down, an edge that crashed before exporting).
+	ExportCheckInterval = 5 * time.Minute
 )
 
 // ApplyDefaults fills every unset field with its default and resolves the
@@ -115,8 +122,15 @@ func (c *Config) ApplyDefaults() {
 	}
 
 	for i := range c.Exports {
-		if e := &c.Exports[i]; e.Type == "pfx_dir" {
-			setStr(&e.Encryption, "modern")
+		e := &c.Exports[i]
+		switch e.Type {
+		case "pfx_dir", "smb":
+			setStr(&e.Encryption, DefaultPFXEncryption)
+		}
+		if e.Type == "exec" {
+			setDur(&e.Timeout, DefaultExecTimeout)
+		} else {
+			setDur(&e.Timeout, DefaultExportTimeout)
 		}
 	}
 

@@ -10,7 +10,7 @@ var (
 	challengeTypes = []string{"http-01", "tls-alpn-01", "dns-01"}
 	dnsProviders   = []string{"cloudflare", "rfc2136"}
 	storageTypes   = []string{"file", "redis"}
-	exportTypes    = []string{"pem_dir", "pfx_dir", "sftp", "exec", "azure_keyvault"}
+	exportTypes    = []string{"pem_dir", "pfx_dir", "smb", "sftp", "exec", "azure_keyvault"}
 	pfxEncryptions = []string{"modern", "legacy"}
 	tsigAlgorithms = []string{"hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1"}
 	logLevels      = []string{"debug", "info", "warn", "error"}

@@ -186,7 +186,6 @@ func (v *validator) notBuilt() {
 	}
 	c := v.c
 	v.refuse(c.OnDemand != nil, "on_demand", "on_demand: on-demand TLS is not implemented in this build; remove the key")
-	v.refuse(len(c.Exports) > 0, "exports", "exports: certificate exports are not implemented in this build; remove the key")
 	v.refuse(c.Limits.MaxConnsPerIP > 0, "limits.max_conns_per_ip", "limits.max_conns_per_ip: not implemented in this build; set it to 0")
 }
 
@@ -388,6 +387,22 @@ func (v *validator) exports() map[string]string {
 			if e.KeyFile == "" && e.Password == "" {
 				v.errorf(p+".key_file", "sftp export needs key_file or password")
 			}
+		case "smb":
+			if len(e.Servers) == 0 {
+				v.errorf(p+".servers", "smb export needs servers")
+			}
+			for j, srv := range e.Servers {
+				if !strings.Contains(srv, ":") {
+					srv += ":445"
+				}
+				v.addr(fmt.Sprintf("%s.servers[%d]", p, j), srv, "fs1.internal:445", dialPort)
+			}
+			need("share", e.Share)
+			need("user", e.User)
+			if e.Password == "" {
+				v.errorf(p+".password", "smb export needs password or password_file (the NTLM logon)")
+			}
+			v.oneOf(p+".encryption", "pfx encryption", e.Encryption, pfxEncryptions)
 		case "exec":
 			if len(e.Command) == 0 || e.Command[0] == "" {
 				v.errorf(p+".command", "exec export needs command")
@@ -398,10 +413,11 @@ func (v *validator) exports() map[string]string {
 			} else {
 				v.url(p+".vault", e.Vault, "https")
 			}
-			need("tenant_id", e.TenantID)
-			need("client_id", e.ClientID)
-			if e.ClientSecret == "" {
-				v.errorf(p+".client_secret", "azure_keyvault export needs client_secret or client_secret_file")
+			if e.ClientSecret != "" {
+				// Without a secret, the managed identity (client_id picks a
+				// user-assigned one).
+				need("tenant_id", e.TenantID)
+				need("client_id", e.ClientID)
 			}
 		case "":
 			v.errorf(p+".type", "export needs a type: one of %s", strings.Join(exportTypes, ", "))
@@ -409,6 +425,9 @@ func (v *validator) exports() map[string]string {
 			v.oneOf(p+".type", "export type", e.Type, exportTypes)
 		}
 		v.nonNeg(p+".timeout", e.Timeout)
+		for j, a := range e.Verify {
+			v.addr(fmt.Sprintf("%s.verify[%d]", p, j), a, "web1.internal:443", dialPort)
+		}
 	}
 	return names
 }

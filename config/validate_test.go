@@ -278,7 +278,8 @@ sites:
     exports: [pem, ccs]
     routes: [{path: /, pool: web}]
 pools: {web: {backends: ["http://127.0.0.1:8080"]}}
-`, []string{`3:3: exports: certificate exports are not implemented in this build; remove the key`}},
+`, []string{`3:23: unknown export type "pem_dri": expected one of pem_dir, pfx_dir, smb, sftp, exec, azure_keyvault (did you mean "pem_dir"?)`,
+			`6:20: export "ccs" is not defined in exports`}},
 		{"empty exports", `exports: []` + base, nil},
 		{"max_conns_per_ip", `limits: {max_conns_per_ip: 10}` + base,
 			[]string{`1:28: limits.max_conns_per_ip: not implemented in this build; set it to 0`}},
@@ -320,7 +321,7 @@ func TestPreviewChecks(t *testing.T) {
 		{"unknown export type", `
 exports:
   - {name: pem, type: pem_dri, path: /etc/ssl/edge}
-` + base, []string{`3:23: unknown export type "pem_dri": expected one of pem_dir, pfx_dir, sftp, exec, azure_keyvault (did you mean "pem_dir"?)`}},
+` + base, []string{`3:23: unknown export type "pem_dri": expected one of pem_dir, pfx_dir, smb, sftp, exec, azure_keyvault (did you mean "pem_dir"?)`}},
 		{"site names undefined export", `
 exports:
   - {name: pem, type: pem_dir, path: /etc/ssl/edge}
@@ -473,7 +474,7 @@ func TestEnums(t *testing.T) {
 		{"ChallengeTypes", ChallengeTypes, []string{"http-01", "tls-alpn-01", "dns-01"}},
 		{"DNSProviderTypes", DNSProviderTypes, []string{"cloudflare", "rfc2136"}},
 		{"StorageTypes", StorageTypes, []string{"file", "redis"}},
-		{"ExportTypes", ExportTypes, []string{"pem_dir", "pfx_dir", "sftp", "exec", "azure_keyvault"}},
+		{"ExportTypes", ExportTypes, []string{"pem_dir", "pfx_dir", "smb", "sftp", "exec", "azure_keyvault"}},
 		{"TSIGAlgorithms", TSIGAlgorithms, []string{"hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1"}},
 		{"LogLevels", LogLevels, []string{"debug", "info", "warn", "error"}},
 		{"LogFormats", LogFormats, []string{"json", "text"}},

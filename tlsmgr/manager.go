@@ -13,6 +13,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"slices"
 	"strings"
@@ -595,4 +596,35 @@ func (m *Manager) Covers(serverName, host string) bool {
 		}
 	}
 	return false
+}
+
+// StoredCertificate returns the certificate of name as it is in storage
+// (the newest any edge sharing the storage obtained), without touching the
+// cache that serves: for exports. It returns an error wrapping
+// fs.ErrNotExist when none was stored yet. Safe for concurrent use.
+func (m *Manager) StoredCertificate(ctx context.Context, name string) (tls.Certificate, error) {
+	g := m.cur.Load()
+	if g == nil {
+		return tls.Certificate{}, fmt.Errorf("%s: %w", name, fs.ErrNotExist)
+	}
+	name = normalise(name)
+	cfg, ok := g.byName[name]
+	if !ok {
+		return tls.Certificate{}, fmt.Errorf("%s: %w", name, ErrNotManaged)
+	}
+	iss := g.issuers[slices.Index(g.configs, cfg)]
+	key := iss.IssuerKey()
+	certPEM, err := g.opts.Storage.Load(ctx, certmagic.StorageKeys.SiteCert(key, name))
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("loading the certificate of %s: %w", name, err)
+	}
+	keyPEM, err := g.opts.Storage.Load(ctx, certmagic.StorageKeys.SitePrivateKey(key, name))
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("loading the key of %s: %w", name, err)
+	}
+	c, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("the stored certificate of %s: %w", name, err)
+	}
+	return c, nil
 }

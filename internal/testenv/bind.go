@@ -265,13 +265,8 @@ func (b *BIND) ChallengeTXT(zone string) ([]string, error) {
 func freeUDPTCPPort(tb TB) int {
 	tb.Helper()
 	for range 20 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatalf("finding a free port: %v", err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
+		port := FreePort(tb) // below the ephemeral range, see FreePorts
 		pc, err := net.ListenPacket("udp", Addr(port))
-		ln.Close()
 		if err != nil {
 			continue
 		}

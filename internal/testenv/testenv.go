@@ -12,6 +12,7 @@ package testenv
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -19,6 +20,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -154,26 +156,57 @@ func FreePort(tb TB) int {
 	return FreePorts(tb, 1)[0]
 }
 
-// FreePorts returns n distinct TCP ports on 127.0.0.1. All n listeners are
-// held open until every port is chosen, so the ports differ from each other.
+// FreePorts returns n distinct TCP ports on 127.0.0.1, free when chosen.
+//
+// They come from below the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range), not from a listener on port 0: a port from
+// that range, once closed, may become the source port of any outgoing
+// connection on the machine (a load test's, a health check's) before the
+// server meant for it binds it, and the server then fails with "address
+// already in use". No port is handed out twice in one test process.
 func FreePorts(tb TB, n int) []int {
 	tb.Helper()
 	ports := make([]int, 0, n)
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
+	lo, hi := portRange()
+	picked.mu.Lock()
+	defer picked.mu.Unlock()
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 10000 {
+			tb.Fatalf("finding a free port: none free in %d-%d", lo, hi)
 		}
-	}()
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		p := lo + rand.IntN(hi-lo)
+		if picked.m[p] {
+			continue
+		}
+		ln, err := net.Listen("tcp", Addr(p))
 		if err != nil {
-			tb.Fatalf("finding a free port: %v", err)
+			continue
 		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		ln.Close()
+		picked.m[p] = true
+		ports = append(ports, p)
 	}
 	return ports
+}
+
+// picked are the ports FreePorts handed out in this process.
+var picked = struct {
+	mu sync.Mutex
+	m  map[int]bool
+}{m: map[int]bool{}}
+
+// portRange is where FreePorts picks: from 10000 to just below the
+// ephemeral range.
+func portRange() (lo, hi int) {
+	lo, hi = 10000, 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if first, err := strconv.Atoi(f[0]); err == nil && first > lo+1000 {
+				hi = first
+			}
+		}
+	}
+	return lo, hi
 }
 
 // Addr is "127.0.0.1:port".

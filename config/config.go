@@ -27,7 +27,11 @@ type Config struct {
 	Sites          []Site          `yaml:"sites"`
 	Pools          map[string]Pool `yaml:"pools"`
 	Exports        []Export        `yaml:"exports"`
-	Log            Log             `yaml:"log"`
+	// ExportCheckInterval is how often every certificate is compared with
+	// what each export target has, to catch up what was missed (a target
+	// that was down, an edge that died before exporting). Default 5m.
+	ExportCheckInterval time.Duration `yaml:"export_check_interval"`
+	Log                 Log           `yaml:"log"`
 
 	// File is the path the config was loaded from ("" when parsed from bytes).
 	File string `yaml:"-"`

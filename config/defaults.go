@@ -34,21 +34,18 @@ const (
 	DefaultReadTimeout = 60 * time.Second
 	// DefaultWriteTimeout bounds each write of a response to the client
 	// (like nginx's send_timeout), not the whole response.
-	DefaultWriteTimeout    = 60 * time.Second
-	DefaultIdleTimeout     = 120 * time.Second
-	DefaultMaxHeaderBytes  = 65536
-	DefaultPolicy          = "round_robin"
-	DefaultPassiveFails    = 3
-	DefaultPassiveWindow   = 10 * time.Second
-	DefaultPassiveCooldown = 30 * time.Second
-	DefaultTSIGAlgorithm   = "hmac-sha256"
-	DefaultPFXEncryption   = "modern"
-	DefaultExecTimeout     = 30 * time.Second
-	DefaultExportTimeout   = 60 * time.Second
-	// ExportCheckInterval is how often every certificate is compared with
-	// what each export target was last given, to catch up what was missed
-	// (a target that was down, an edge that crashed before exporting).
-	ExportCheckInterval = 5 * time.Minute
+	DefaultWriteTimeout        = 60 * time.Second
+	DefaultIdleTimeout         = 120 * time.Second
+	DefaultMaxHeaderBytes      = 65536
+	DefaultPolicy              = "round_robin"
+	DefaultPassiveFails        = 3
+	DefaultPassiveWindow       = 10 * time.Second
+	DefaultPassiveCooldown     = 30 * time.Second
+	DefaultTSIGAlgorithm       = "hmac-sha256"
+	DefaultPFXEncryption       = "modern"
+	DefaultExecTimeout         = 30 * time.Second
+	DefaultExportTimeout       = 60 * time.Second
+	DefaultExportCheckInterval = 5 * time.Minute
 )
 
 // ApplyDefaults fills every unset field with its default and resolves the
@@ -121,6 +118,7 @@ func (c *Config) ApplyDefaults() {
 		c.Pools[name] = p
 	}
 
+	setDur(&c.ExportCheckInterval, DefaultExportCheckInterval)
 	for i := range c.Exports {
 		e := &c.Exports[i]
 		switch e.Type {

@@ -228,8 +228,9 @@ pools:
 				Timeouts: Timeouts{Connect: 3 * time.Second, ResponseHeader: 30 * time.Second, Idle: 90 * time.Second},
 			},
 		},
-		Log:  Log{Level: "info", Format: "json", Access: &tr},
-		File: "t.yaml",
+		ExportCheckInterval: 5 * time.Minute,
+		Log:                 Log{Level: "info", Format: "json", Access: &tr},
+		File:                "t.yaml",
 	}
 	if got, want := c.PoolNames(), []string{"web", "bare"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("PoolNames() = %q, want %q", got, want)

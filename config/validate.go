@@ -168,6 +168,9 @@ func (v *validator) run() {
 	v.nonNegInt("limits.max_header_bytes", c.Limits.MaxHeaderBytes)
 	v.nonNegInt("limits.max_conns_per_ip", c.Limits.MaxConnsPerIP)
 	exports := v.exports()
+	if c.ExportCheckInterval <= 0 && !v.isBad("export_check_interval") {
+		v.errorf("export_check_interval", "must be positive")
+	}
 	v.pools()
 	v.sites(exports)
 	v.oneOf("log.level", "log level", c.Log.Level, logLevels)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -321,8 +322,8 @@ func alertExprs(t *testing.T) map[string]string {
 func TestEdgeMetricsForAlerts(t *testing.T) {
 	promtool := testenv.RequireTool(t, "promtool")
 	exprs := alertExprs(t)
-	if len(exprs) != 8 {
-		t.Errorf("alerts.yml has %d alerts, want 8: %v", len(exprs), exprs)
+	if len(exprs) != 9 {
+		t.Errorf("alerts.yml has %d alerts, want 9: %v", len(exprs), exprs)
 	}
 
 	cts := testenv.StartChallTestSrv(t)
@@ -338,7 +339,9 @@ func TestEdgeMetricsForAlerts(t *testing.T) {
 		sites:      []site{{hosts: []string{"metrics.test"}}},
 		backends:   []string{live.URL, dead},
 	}
-	e := testenv.StartEdge(t, conf.yaml())
+	// An export target, so that its series are there too.
+	cfgYAML := conf.yaml() + fmt.Sprintf("exports: [{name: pem, type: pem_dir, path: %q}]\n", filepath.Join(t.TempDir(), "pem"))
+	e := testenv.StartEdge(t, cfgYAML)
 	if err := e.WaitReady(readyTimeout); err != nil {
 		t.Fatalf("%v", err)
 	}
@@ -401,6 +404,7 @@ func TestEdgeMetricsForAlerts(t *testing.T) {
 		"edge_backend_up":                              {"pool", "backend"},
 		"edge_config_last_reload_successful":           nil,
 		"edge_http_requests_total":                     {"site", "pool", "code"},
+		"edge_export_pending":                          {"target"},
 	}
 	used := map[string]bool{}
 	for alert, expr := range exprs {

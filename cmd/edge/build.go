@@ -26,6 +26,7 @@ import (
 
 	"github.com/farmedge/edge/challenge"
 	"github.com/farmedge/edge/config"
+	"github.com/farmedge/edge/export"
 	"github.com/farmedge/edge/proxy"
 	"github.com/farmedge/edge/tlsmgr"
 	"github.com/farmedge/edge/tlsmgr/redisstore"
@@ -200,7 +201,7 @@ func buildDNS(cfg *config.Config, i int) (*tlsmgr.DNSOptions, error) {
 		err = fmt.Errorf("unknown provider type %q", pc.Provider)
 	}
 	if err != nil {
-		return nil, cfg.ErrorAt("acme.dns["+s.DNS+"]", "%v", err)
+		return nil, errors.Join(errorsAt(cfg, "acme.dns["+s.DNS+"]", "", err)...)
 	}
 	// edge checks propagation itself (its errors say which resolver saw
 	// what, and it removes the record when the check fails), so certmagic's
@@ -312,7 +313,7 @@ func buildProxy(cfg *config.Config) (proxy.Config, error) {
 		}
 		if !bad {
 			if err := proxy.Check(proxy.Config{Pools: []proxy.PoolConfig{pool}}); err != nil {
-				errs = append(errs, cfg.ErrorAt(path, "%v", err))
+				errs = append(errs, errorsAt(cfg, path, "", err)...)
 				bad = true
 			}
 		}
@@ -330,7 +331,7 @@ func buildProxy(cfg *config.Config) (proxy.Config, error) {
 	}
 	if len(errs) == 0 {
 		if err := proxy.Check(pc); err != nil {
-			errs = append(errs, cfg.ErrorAt("sites", "%v", err))
+			errs = append(errs, errorsAt(cfg, "sites", "", err)...)
 		}
 	}
 	return pc, errors.Join(errs...)
@@ -354,9 +355,10 @@ func parsePrefix(s string) (netip.Prefix, error) {
 // nothing here lists the fields that matter. Process-wide parts (State,
 // Metrics, Logger, Storage) are added by apply.
 type plan struct {
-	cfg   *config.Config
-	proxy proxy.Config
-	tls   tlsmgr.Options
+	cfg     *config.Config
+	proxy   proxy.Config
+	tls     tlsmgr.Options
+	exports export.Plan
 }
 
 // buildPlan translates cfg without listening, contacting storage, a backend
@@ -376,8 +378,83 @@ func buildPlan(cfg *config.Config) (*plan, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	ep, err := buildExports(cfg)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &plan{cfg: cfg, proxy: pc, tls: topts}, nil
+	return &plan{cfg: cfg, proxy: pc, tls: topts, exports: ep}, nil
+}
+
+// buildExports translates exports and sites[].exports into the
+// dispatcher's plan: one Exporter per target (constructed here, so a key
+// file or known_hosts that cannot be read is an error at its position),
+// and for every managed name the targets its site selects (all when the
+// site lists none).
+func buildExports(cfg *config.Config) (export.Plan, error) {
+	p := export.Plan{Names: map[string][]string{}}
+	var errs []error
+	for i, e := range cfg.Exports {
+		ex, err := buildExporter(e)
+		if err != nil {
+			errs = append(errs, errorsAt(cfg, fmt.Sprintf("exports[%d]", i), "export "+e.Name+": ", err)...)
+			continue
+		}
+		p.Targets = append(p.Targets, export.Target{Name: e.Name, Exporter: ex, Verify: e.Verify})
+	}
+	if len(cfg.Exports) == 0 {
+		return p, errors.Join(errs...)
+	}
+	all := make([]string, 0, len(cfg.Exports))
+	for _, e := range cfg.Exports {
+		all = append(all, e.Name)
+	}
+	for _, s := range cfg.Sites {
+		targets := s.Exports
+		if len(targets) == 0 {
+			targets = all
+		}
+		for _, h := range s.Hosts {
+			p.Names[strings.ToLower(h)] = targets
+		}
+	}
+	return p, errors.Join(errs...)
+}
+
+// buildExporter makes the Exporter of one exports entry.
+func buildExporter(e config.Export) (export.Exporter, error) {
+	legacy := e.Encryption == "legacy"
+	switch e.Type {
+	case "pem_dir":
+		return export.NewPEMDir(export.PEMDirOptions{Path: e.Path})
+	case "pfx_dir":
+		return export.NewPFXDir(export.PFXDirOptions{Path: e.Path, Password: e.Password, Legacy: legacy})
+	case "smb":
+		return export.NewSMB(export.SMBOptions{Servers: e.Servers, Share: e.Share, Path: e.Path, User: e.User,
+			Password: e.Password, Domain: e.Domain, PFXPassword: e.PFXPassword, Legacy: legacy, Timeout: e.Timeout})
+	case "sftp":
+		return export.NewSFTP(export.SFTPOptions{Hosts: e.Hosts, User: e.User, KeyFile: e.KeyFile, Password: e.Password,
+			KnownHosts: e.KnownHosts, Path: e.Path, Then: e.Then, Timeout: e.Timeout})
+	case "exec":
+		return export.NewExec(export.ExecOptions{Command: e.Command, Timeout: e.Timeout})
+	case "azure_keyvault":
+		return export.NewAzureKeyVault(export.AzureKeyVaultOptions{Vault: e.Vault, TenantID: e.TenantID,
+			ClientID: e.ClientID, ClientSecret: e.ClientSecret})
+	}
+	return nil, fmt.Errorf("export type %q is not supported by this build", e.Type)
+}
+
+// errorsAt puts each line of err (errors.Join's, a library's list) at the
+// position of path, so that every line of edge validate's output has its
+// FILE:LINE:COL.
+func errorsAt(cfg *config.Config, path, prefix string, err error) []error {
+	var out []error
+	for line := range strings.SplitSeq(err.Error(), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			out = append(out, cfg.ErrorAt(path, "%s%s", prefix, line))
+		}
+	}
+	return out
 }

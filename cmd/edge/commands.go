@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/farmedge/edge/config"
-	"github.com/farmedge/edge/tlsmgr"
+	"github.com/farmedge/edge/export"
 )
 
 func newFlagSet(name string) *flag.FlagSet {
@@ -124,14 +124,14 @@ func cmdCerts(ctx context.Context, args []string, stdout io.Writer) error {
 		_, err := fmt.Fprintf(stdout, "%s\n", raw)
 		return err
 	}
-	var rows []tlsmgr.CertStatus
+	var rows []certificate
 	if err := json.Unmarshal(raw, &rows); err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tISSUER\tNOT AFTER\tRENEWAL AT\tSTATE\tLAST ERROR")
+	fmt.Fprintln(tw, "NAME\tISSUER\tNOT AFTER\tRENEWAL AT\tSTATE\tLAST ERROR\tEXPORTS")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, dash(r.Issuer), when(r.NotAfter), when(r.RenewalAt), r.State, dash(r.LastError))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, dash(r.Issuer), when(r.NotAfter), when(r.RenewalAt), r.State, dash(r.LastError), exportsCell(r.Exports))
 	}
 	return tw.Flush()
 }
@@ -152,6 +152,99 @@ func cmdRenew(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "renewal of %s started\n", name)
 	return nil
+}
+
+// exportAttempt is one target's outcome as /api/export returns it.
+type exportAttempt struct {
+	Name   string `json:"name"`
+	Target string `json:"target"`
+	Hosts  []struct {
+		Host   string `json:"host"`
+		OK     bool   `json:"ok"`
+		Error  string `json:"error"`
+		Output string `json:"output"`
+		TookMS int64  `json:"took_ms"`
+	} `json:"hosts"`
+}
+
+// cmdExport delivers now (or, with -dry-run, tests every target: connect,
+// authenticate, write and remove a probe) and prints a table; exit 1 when a
+// target fails.
+func cmdExport(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlagSet("export")
+	client, _ := newAdminClient(fs)
+	dry := fs.Bool("dry-run", false, "test every target without changing a certificate")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	q := url.Values{}
+	if *dry {
+		q.Set("dry_run", "1")
+	}
+	for _, n := range fs.Args() {
+		q.Add("name", n)
+	}
+	var raw json.RawMessage
+	if err := client().do(ctx, http.MethodPost, "/api/export?"+q.Encode(), &raw); err != nil {
+		return err
+	}
+	var rows []exportAttempt
+	if err := json.Unmarshal(raw, &rows); err != nil {
+		return err
+	}
+	failed := 0
+	for _, r := range rows {
+		for _, h := range r.Hosts {
+			if !h.OK {
+				failed++
+			}
+		}
+	}
+	if *asJSON {
+		fmt.Fprintf(stdout, "%s\n", raw)
+	} else {
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		if *dry {
+			fmt.Fprintln(tw, "TARGET\tHOST\tRESULT\tTOOK")
+		} else {
+			fmt.Fprintln(tw, "TARGET\tNAME\tHOST\tRESULT\tTOOK")
+		}
+		for _, r := range rows {
+			for _, h := range r.Hosts {
+				res := "ok"
+				if !h.OK {
+					res = "FAILED: " + h.Error
+				}
+				if *dry {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%dms\n", r.Target, h.Host, res, h.TookMS)
+				} else {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%dms\n", r.Target, r.Name, h.Host, res, h.TookMS)
+				}
+			}
+		}
+		tw.Flush()
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d export targets failed", failed)
+	}
+	return nil
+}
+
+// exportsCell sums up the delivery state per target: "pem:ok ccs:pending".
+func exportsCell(st []export.Status) string {
+	var parts []string
+	for _, e := range st {
+		state := "ok"
+		switch {
+		case e.LastError != "":
+			state = "failing"
+		case e.Pending:
+			state = "pending"
+		}
+		parts = append(parts, e.Target+":"+state)
+	}
+	return dash(strings.Join(parts, " "))
 }
 
 func dash(s string) string {

@@ -55,6 +55,7 @@ commands:
   validate  [-config FILE]               check a config file
   certs     [-admin URL] [-json]         list managed certificates
   renew     [-admin URL] NAME            renew a certificate now
+  export    [-admin URL] [-dry-run] [NAME...] deliver certificates to the export targets now; -dry-run tests each target
   preflight [-config FILE] [-connect H:P] check that HTTP-01 requests reach an edge for every name
   version                                print the version
 
@@ -75,6 +76,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdCerts(ctx, rest, stdout)
 	case "renew":
 		return cmdRenew(ctx, rest, stdout)
+	case "export":
+		return cmdExport(ctx, rest, stdout)
 	case "preflight":
 		return cmdPreflight(ctx, rest, stdout)
 	case "version", "-version", "--version":

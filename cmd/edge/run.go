@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +29,7 @@ import (
 	"github.com/farmedge/edge/admin"
 	"github.com/farmedge/edge/challenge"
 	"github.com/farmedge/edge/config"
+	"github.com/farmedge/edge/export"
 	"github.com/farmedge/edge/proxy"
 	"github.com/farmedge/edge/tlsmgr"
 	"github.com/farmedge/edge/tlsmgr/redisstore"
@@ -50,8 +53,14 @@ type server struct {
 	cmetrics *challenge.Metrics
 	// The long-lived owners: each takes every new plan and applies the
 	// difference itself.
-	tm     *tlsmgr.Manager
-	pstate *proxy.State
+	tm       *tlsmgr.Manager
+	pstate   *proxy.State
+	emetrics *export.Metrics
+	// disp delivers certificates to export targets; made with the storage
+	// by the first apply, run until close.
+	disp     *export.Dispatcher
+	dispStop context.CancelFunc
+	dispDone chan struct{}
 
 	reloadOK prometheus.Gauge
 	reloadTS prometheus.Gauge
@@ -130,6 +139,12 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 // close stops the owners that outlive generations: certificate management
 // (its orders and locks) first, then the storage they used.
 func (s *server) close() {
+	if s.dispStop != nil {
+		// Deliveries in flight stop; records say what is left, and the
+		// next start (or another edge) finishes it.
+		s.dispStop()
+		<-s.dispDone
+	}
 	s.tm.Stop()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -165,6 +180,9 @@ func newServer(path string, logger *zap.Logger, node string) (*server, error) {
 		return nil, err
 	}
 	if s.smetrics, err = redisstore.NewMetrics(s.reg); err != nil {
+		return nil, err
+	}
+	if s.emetrics, err = export.NewMetrics(s.reg); err != nil {
 		return nil, err
 	}
 	tmetrics, err := tlsmgr.NewMetrics(s.reg)
@@ -221,8 +239,22 @@ func (s *server) apply(ctx context.Context, cfg *config.Config) error {
 		}
 		return err
 	}
+	if fresh {
+		s.disp, err = export.NewDispatcher(export.Options{
+			Source: certSource{s.tm}, Store: storage, Node: s.node,
+			Interval: cfg.ExportCheckInterval, Backoff: export.Retry,
+			Logger: s.slog.With("component", "export"), Metrics: s.emetrics,
+		})
+		if err != nil {
+			ph.Close()
+			cancel()
+			closeStorage(storage)
+			return err
+		}
+	}
 	topts := pl.tls
 	topts.Storage = storage
+	topts.OnObtained = s.disp.Notify
 	// Names are managed for the life of the process, not of a request.
 	if err := s.tm.Apply(context.WithoutCancel(ctx), topts); err != nil {
 		ph.Close()
@@ -238,6 +270,15 @@ func (s *server) apply(ctx context.Context, cfg *config.Config) error {
 		old.close()
 	}
 	s.store, s.storeCfg = storage, cfg.Storage
+	s.disp.Apply(pl.exports)
+	if s.dispDone == nil {
+		dctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		s.dispStop, s.dispDone = stop, make(chan struct{})
+		go func() {
+			defer close(s.dispDone)
+			s.disp.Run(dctx)
+		}()
+	}
 	s.reloadOK.Set(1)
 	s.reloadTS.SetToCurrentTime()
 	for _, w := range cfg.Warnings() {
@@ -437,7 +478,8 @@ func (s *server) servers(cfg *config.Config) []listener {
 		Ready:    s.ready,
 		Token:    func() string { return s.gen.Load().cfg.Admin.Token },
 		API: map[string]func(*http.Request) (any, error){
-			"certificates": func(*http.Request) (any, error) { return s.tm.Certificates(), nil },
+			"certificates": s.apiCertificates,
+			"export":       s.apiExport,
 			"pools":        func(*http.Request) (any, error) { return s.gen.Load().proxy.Status(), nil },
 			"renew":        s.apiRenew,
 			"locks":        s.locks,
@@ -574,6 +616,61 @@ func (s *server) apiRenew(r *http.Request) (any, error) {
 		return nil, &admin.StatusError{Code: code, Err: err}
 	}
 	return map[string]string{"renewing": name}, nil
+}
+
+// certificate is one row of /api/certificates: tlsmgr's status and each
+// export target's delivery state.
+type certificate struct {
+	tlsmgr.CertStatus
+	Exports []export.Status `json:"exports,omitempty"`
+}
+
+func (s *server) apiCertificates(*http.Request) (any, error) {
+	var out []certificate
+	for _, c := range s.tm.Certificates() {
+		out = append(out, certificate{CertStatus: c, Exports: s.disp.Statuses(c.Name)})
+	}
+	return out, nil
+}
+
+// apiExport is POST /api/export[?name=N&name=M][&dry_run=1]: deliver now,
+// or test every target without changing a certificate.
+func (s *server) apiExport(r *http.Request) (any, error) {
+	if r.Method != http.MethodPost {
+		return nil, &admin.StatusError{Code: http.StatusMethodNotAllowed, Err: errors.New("use POST")}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Minute)
+	defer cancel()
+	if r.URL.Query().Get("dry_run") != "" {
+		return s.disp.Test(ctx), nil
+	}
+	return s.disp.Now(ctx, r.URL.Query()["name"]), nil
+}
+
+// certSource gives the dispatcher the stored certificates.
+type certSource struct{ tm *tlsmgr.Manager }
+
+func (c certSource) Certificate(ctx context.Context, name string) (*export.Cert, error) {
+	tc, err := c.tm.StoredCertificate(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	key, ok := tc.PrivateKey.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%s: the stored key is not a signer", name)
+	}
+	out := &export.Cert{Name: name, Key: key}
+	for _, der := range tc.Certificate {
+		x, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("%s: parsing the stored chain: %w", name, err)
+		}
+		out.Chain = append(out.Chain, x)
+	}
+	if len(out.Chain) == 0 {
+		return nil, fmt.Errorf("%s: the stored certificate is empty", name)
+	}
+	return out, nil
 }
 
 // redisLogger adapts go-redis's Printf logging to zap, at warn level: it

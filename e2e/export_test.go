@@ -1,0 +1,311 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/farmedge/edge/internal/testenv"
+)
+
+// exportHook writes a script that appends "NAME SERIAL PID" to log for
+// every delivery. When hang exists, the first run writes its parent's PID
+// (the edge) there and waits instead, as an edge killed mid-export leaves
+// it.
+func exportHook(t *testing.T, dir string) (script, log, hang string) {
+	t.Helper()
+	script = filepath.Join(dir, "hook.sh")
+	log = filepath.Join(dir, "deliveries.log")
+	hang = filepath.Join(dir, "hang")
+	body := `#!/bin/sh
+set -e
+[ -n "$EDGE_EXPORT_DRY_RUN" ] && exit 0
+if [ -f "` + hang + `" ] && [ ! -s "` + hang + `" ]; then
+	echo $PPID > "` + hang + `"
+	sleep 120
+fi
+test -s "$EDGE_CERT_FULLCHAIN" && test -s "$EDGE_CERT_KEY"
+echo "$EDGE_CERT_NAME $EDGE_CERT_SERIAL $PPID" >> "` + log + `"
+`
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return script, log, hang
+}
+
+// deliveries reads the hook's log: serial -> how many deliveries.
+func deliveries(t *testing.T, log string) map[string]int {
+	t.Helper()
+	b, err := os.ReadFile(log)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 {
+			out[f[0]+" "+f[1]]++
+		}
+	}
+	return out
+}
+
+func servedSerial(t *testing.T, addr, name string) string {
+	t.Helper()
+	leaf, err := testenv.PeerCertificate(addr, name)
+	if err != nil {
+		t.Fatalf("handshake for %s: %v", name, err)
+	}
+	return fmt.Sprintf("%x", leaf.SerialNumber)
+}
+
+func pemSerial(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return ""
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf("%x", c.SerialNumber)
+}
+
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func renew(t *testing.T, e *testenv.Edge, name string) {
+	t.Helper()
+	resp, err := http.Post(e.AdminURL+"/api/renew?name="+name, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("renew %s: %s", name, resp.Status)
+	}
+}
+
+// TestExportsDeliverAndRenew: one edge with pem_dir, pfx_dir and exec
+// targets. The first certificates land in every target; each forced
+// renewal reaches every target again with the serial edge serves, and the
+// hook runs once per renewal. (The legacy PFX is 3DES and SHA-1, which
+// OpenSSL 3 opens without -legacy.) edge export -dry-run passes against healthy
+// targets and exits 1 against a broken one.
+func TestExportsDeliverAndRenew(t *testing.T) {
+	openssl := testenv.RequireTool(t, "openssl")
+	cts := testenv.StartChallTestSrv(t)
+	ports := testenv.FreePorts(t, 3)
+	peb := testenv.StartPebble(t, testenv.PebbleOptions{HTTPPort: ports[0], DNSServer: cts.DNSAddr})
+	b := testenv.NewBackend(t, 1, 0)
+	dir := t.TempDir()
+	hook, log, _ := exportHook(t, dir)
+	pemDir, pfxDir := filepath.Join(dir, "pem"), filepath.Join(dir, "ccs")
+	// pfx_dir writes into an existing directory only (an unmounted share
+	// must not fill the local disk); pem_dir makes its own.
+	if err := os.Mkdir(pfxDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	pfxSerial := func(name string) string {
+		out, err := exec.Command(openssl, "pkcs12", "-in", filepath.Join(pfxDir, name+".pfx"), "-passin", "pass:s3cret", "-nokeys", "-clcerts").Output()
+		if err != nil {
+			return ""
+		}
+		cmd := exec.Command(openssl, "x509", "-noout", "-serial")
+		cmd.Stdin = bytes.NewReader(out)
+		ser, err := cmd.Output()
+		if err != nil {
+			return ""
+		}
+		return strings.TrimLeft(strings.ToLower(strings.TrimPrefix(strings.TrimSpace(string(ser)), "serial=")), "0")
+	}
+	conf := edgeConf{
+		httpPort: ports[0], httpsPort: ports[1], adminPort: ports[2],
+		ca: peb.DirectoryURL, caRoot: peb.MinicaRootFile,
+		challenges: []string{"http-01"},
+		storage:    filepath.Join(dir, "storage"),
+		sites:      []site{{hosts: []string{"exp.test", "www.exp.test"}}},
+		backends:   []string{b.URL},
+	}
+	exports := fmt.Sprintf(`exports:
+  - {name: pem, type: pem_dir, path: %q}
+  - {name: ccs, type: pfx_dir, path: %q, password: s3cret, encryption: legacy}
+  - {name: hook, type: exec, command: [%q, "{name}"], timeout: 10s}
+`, pemDir, pfxDir, hook)
+	e := testenv.StartEdge(t, conf.yaml()+exports)
+	if err := e.WaitReady(readyTimeout); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"exp.test", "www.exp.test"}
+	check := func(round int) {
+		t.Helper()
+		for _, n := range names {
+			want := servedSerial(t, e.HTTPSAddr, n)
+			waitUntil(t, 30*time.Second, n+"'s files to hold the served serial "+want, func() bool {
+				return pemSerial(t, filepath.Join(pemDir, n, "fullchain.pem")) == want && deliveries(t, log)[n+" "+want] > 0 &&
+					pfxSerial(n) == strings.TrimLeft(want, "0")
+			})
+			fi, err := os.Stat(filepath.Join(pemDir, n, "privkey.pem"))
+			if err != nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("round %d: %s privkey.pem: %v %v, want mode 0600", round, n, err, fi)
+			}
+		}
+	}
+	check(0)
+	for round := 1; round <= 2; round++ {
+		before := servedSerial(t, e.HTTPSAddr, "exp.test")
+		renew(t, e, "exp.test")
+		waitUntil(t, 30*time.Second, "the renewed certificate to be served", func() bool {
+			return servedSerial(t, e.HTTPSAddr, "exp.test") != before
+		})
+		check(round)
+	}
+	for k, n := range deliveries(t, log) {
+		if n != 1 {
+			t.Errorf("hook ran %d times for %s, want once per certificate", n, k)
+		}
+	}
+	t.Logf("hook deliveries: %v", deliveries(t, log))
+
+	bin := testenv.BuildEdge(t)
+	out, err := exec.Command(bin, "export", "-dry-run", "-admin", e.AdminURL).CombinedOutput()
+	t.Logf("edge export -dry-run (healthy):\n%s", out)
+	if err != nil {
+		t.Errorf("edge export -dry-run against healthy targets: %v", err)
+	}
+
+	// Break the pem target: its directory's parent becomes a file.
+	blocked := filepath.Join(dir, "blocked")
+	if err := os.WriteFile(blocked, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	broken := strings.Replace(conf.yaml()+exports, fmt.Sprintf("%q", pemDir), fmt.Sprintf("%q", filepath.Join(blocked, "pem")), 1)
+	if err := os.WriteFile(e.ConfigPath, []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.WaitLog("reloaded", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(bin, "export", "-dry-run", "-admin", e.AdminURL).CombinedOutput()
+	t.Logf("edge export -dry-run (pem broken):\n%s", out)
+	if code := testenv.ExitCode(err); code != 1 || !strings.Contains(string(out), "FAILED") {
+		t.Errorf("edge export -dry-run against a broken target: exit %d, want 1 and a FAILED row", code)
+	}
+}
+
+// TestExportFarm: three edges on one Redis, each with the same exec hook
+// and pem_dir target. Every certificate and every renewal is delivered
+// exactly once across the farm; when the edge delivering a certificate is
+// killed mid-export, another edge delivers it.
+func TestExportFarm(t *testing.T) {
+	cts := testenv.StartChallTestSrv(t)
+	lbPort := testenv.FreePort(t)
+	peb := testenv.StartPebble(t, testenv.PebbleOptions{HTTPPort: lbPort, DNSServer: cts.DNSAddr})
+	rds := testenv.StartRedis(t, testenv.RedisOptions{})
+	b := testenv.NewBackend(t, 1, 0)
+	dir := t.TempDir()
+	hook, log, hang := exportHook(t, dir)
+	pemDir := filepath.Join(dir, "pem")
+	confs := newFarmConfs(t, 3, peb.DirectoryURL, peb, []string{b.URL}, []site{{hosts: []string{"f1.farm.test", "f2.farm.test"}}}, rds.Addr)
+	var addrs []string
+	for _, c := range confs {
+		addrs = append(addrs, testenv.Addr(c.httpPort))
+	}
+	testenv.StartHAProxy(t, testenv.HAProxyOptions{Port: lbPort, Backends: addrs})
+	exports := fmt.Sprintf(`export_check_interval: 2s
+exports:
+  - {name: pem, type: pem_dir, path: %q}
+  - {name: hook, type: exec, command: [%q, "{name}"], timeout: 60s}
+`, pemDir, hook)
+	var edges []*testenv.Edge
+	for _, c := range confs {
+		edges = append(edges, testenv.LaunchEdge(t, c.yaml()+exports))
+	}
+	for _, e := range edges {
+		if err := e.WaitReady(readyTimeout); err != nil {
+			t.Fatalf("%v\n%s", err, problemLines(e.Log()))
+		}
+	}
+	names := []string{"f1.farm.test", "f2.farm.test"}
+	delivered := func(name, serial string) bool { return deliveries(t, log)[name+" "+serial] > 0 }
+	for _, n := range names {
+		s := servedSerial(t, edges[0].HTTPSAddr, n)
+		waitUntil(t, 30*time.Second, n+" delivered", func() bool { return delivered(n, s) })
+	}
+	time.Sleep(5 * time.Second) // two more check rounds on every edge
+	for k, n := range deliveries(t, log) {
+		if n != 1 {
+			t.Errorf("first certificates: %s delivered %d times across the farm, want 1", k, n)
+		}
+	}
+
+	// A renewal, with the delivering edge killed mid-export.
+	if err := os.WriteFile(hang, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := servedSerial(t, edges[0].HTTPSAddr, "f1.farm.test")
+	renew(t, edges[0], "f1.farm.test")
+	waitUntil(t, 30*time.Second, "the hook to hang on an edge", func() bool {
+		b, _ := os.ReadFile(hang)
+		return len(bytes.TrimSpace(b)) > 0
+	})
+	hb, _ := os.ReadFile(hang)
+	var victim *testenv.Edge
+	for _, e := range edges {
+		if fmt.Sprint(e.Pid()) == strings.TrimSpace(string(hb)) {
+			victim = e
+		}
+	}
+	if victim == nil {
+		t.Fatalf("the hanging hook's parent %s is no edge", hb)
+	}
+	victim.Kill()
+	killed := time.Now()
+	// The hook runs in its own process group; end it as the dead edge's
+	// host would.
+	_ = exec.Command("pkill", "-f", "sleep 120").Run()
+	renewed := ""
+	waitUntil(t, 60*time.Second, "another edge to deliver the renewal", func() bool {
+		for k := range deliveries(t, log) {
+			if strings.HasPrefix(k, "f1.farm.test ") && !strings.HasSuffix(k, " "+before) {
+				renewed = strings.Fields(k)[1]
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("catch-up after the delivering edge was killed: %.1f s", time.Since(killed).Seconds())
+	waitUntil(t, 30*time.Second, "pem_dir to hold the renewal", func() bool {
+		return pemSerial(t, filepath.Join(pemDir, "f1.farm.test", "fullchain.pem")) == renewed
+	})
+	time.Sleep(5 * time.Second)
+	for k, n := range deliveries(t, log) {
+		if n != 1 {
+			t.Errorf("%s delivered %d times across the farm, want 1", k, n)
+		}
+	}
+	t.Logf("deliveries across the farm: %v", deliveries(t, log))
+}

@@ -10,6 +10,8 @@
 package main
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +22,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"software.sslmate.com/src/go-pkcs12"
 
 	"github.com/farmedge/edge/internal/testenv"
 )
@@ -50,6 +54,13 @@ func run(d *testenv.Program) {
 	fmt.Printf("  pebble     %s (DNS: challtestsrv on %s)\n", peb.DirectoryURL, cts.DNSAddr)
 	fmt.Printf("  backends   %s  %s\n", b1.URL, b2.URL)
 
+	// Where the certificates are delivered: an IIS Centralized Certificate
+	// Store folder (PFX, CCS names) and PEM files, as a farm's servers
+	// would read them.
+	ccsDir, pemDir := filepath.Join(d.Root, "ccs"), filepath.Join(d.Root, "pem")
+	if err := os.MkdirAll(ccsDir, 0o700); err != nil {
+		d.Fatalf("%v", err)
+	}
 	cfg := fmt.Sprintf(`listen: {http: %q, https: %q}
 admin: {listen: %q}
 acme: {email: demo@example.com, ca: %q, ca_root_file: %q, challenges: [http-01]}
@@ -64,9 +75,12 @@ pools:
     backends: [%q, %q]
     health: {path: /healthz, interval: 1s, timeout: 500ms, fails: 1, passes: 1}
     retries: 2
+exports:
+  - {name: ccs, type: pfx_dir, path: %q, password: demo, encryption: modern}
+  - {name: pem, type: pem_dir, path: %q}
 `, testenv.Addr(httpPort), testenv.Addr(httpsPort), testenv.Addr(adminPort),
 		peb.DirectoryURL, peb.MinicaRootFile, filepath.Join(d.Root, "storage"),
-		strings.Join(names, ", "), b1.URL, b2.URL)
+		strings.Join(names, ", "), b1.URL, b2.URL, ccsDir, pemDir)
 	e := testenv.StartEdge(d, cfg)
 	fmt.Printf("  edge       http %s  https %s  admin %s\n", e.HTTPAddr, e.HTTPSAddr, e.AdminURL)
 	fmt.Printf("             config %s\n", e.ConfigPath)
@@ -98,6 +112,31 @@ pools:
 		leaf := st.PeerCertificates[0]
 		fmt.Printf("  %-14s issuer %q, expires %s (chain verifies to Pebble's root)\n",
 			name, leaf.Issuer.CommonName, leaf.NotAfter.UTC().Format("2006-01-02 15:04 MST"))
+	}
+
+	fmt.Println("delivered (exports):")
+	for _, name := range names {
+		served, err := testenv.PeerCertificate(e.HTTPSAddr, name)
+		if err != nil {
+			d.Fatalf("%v", err)
+		}
+		want := fmt.Sprintf("%x", served.SerialNumber)
+		files := []string{filepath.Join(ccsDir, name+".pfx"), filepath.Join(pemDir, name, "fullchain.pem")}
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			pfx, perr := pfxSerial(files[0], "demo")
+			pem, merr := pemFileSerial(files[1])
+			if perr == nil && merr == nil && pfx == want && pem == want {
+				for _, f := range files {
+					fmt.Printf("  %-58s serial %s (edge serves %s)\n", f, want, want)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				d.Fatalf("%s not delivered: pfx %q (%v), pem %q (%v), served %s", name, pfx, perr, pem, merr, want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 
 	fmt.Println("HTTPS requests through edge:")
@@ -155,6 +194,36 @@ pools:
 	if err := e.Stop(); err != nil {
 		d.Fatalf("%v", err)
 	}
+}
+
+// pfxSerial returns the leaf serial of a PFX file.
+func pfxSerial(path, password string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	_, leaf, _, err := pkcs12.DecodeChain(data, password)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%x", leaf.SerialNumber), nil
+}
+
+// pemFileSerial returns the serial of the first certificate of a PEM file.
+func pemFileSerial(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	blk, _ := pem.Decode(data)
+	if blk == nil {
+		return "", fmt.Errorf("%s: no PEM block", path)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%x", c.SerialNumber), nil
 }
 
 func keys(m map[string]int) []string {

@@ -2,14 +2,21 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -308,4 +315,193 @@ exports:
 		}
 	}
 	t.Logf("deliveries across the farm: %v", deliveries(t, log))
+}
+
+// reloadingServer is a TLS server standing for a farm's web server: it
+// serves a placeholder certificate until the marker file changes (what an
+// Apache reload does), then the PEM files under dir/name.
+type reloadingServer struct {
+	addr   string
+	marker string
+	mu     sync.Mutex
+	seen   time.Time
+	cert   *tls.Certificate
+}
+
+func startReloadingServer(t *testing.T, dir, name string) *reloadingServer {
+	t.Helper()
+	placeholder, err := tls.X509KeyPair(selfSigned(t, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &reloadingServer{marker: filepath.Join(dir, "reloaded"), cert: &placeholder}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if fi, err := os.Stat(s.marker); err == nil && fi.ModTime() != s.seen {
+			if c, err := tls.LoadX509KeyPair(filepath.Join(dir, name, "fullchain.pem"), filepath.Join(dir, name, "privkey.pem")); err == nil {
+				s.cert, s.seen = &c, fi.ModTime()
+			}
+		}
+		return s.cert, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				_ = c.(*tls.Conn).Handshake()
+				c.Close()
+			}()
+		}
+	}()
+	s.addr = ln.Addr().String()
+	return s
+}
+
+// exportStatus returns the state of target for name from /api/certificates.
+func exportStatus(t *testing.T, e *testenv.Edge, name, target string) (serial, lastError string, pending bool) {
+	t.Helper()
+	resp, err := http.Get(e.AdminURL + "/api/certificates")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var rows []struct {
+		Name    string `json:"name"`
+		Exports []struct {
+			Target    string `json:"target"`
+			Serial    string `json:"serial"`
+			Pending   bool   `json:"pending"`
+			LastError string `json:"last_error"`
+		} `json:"exports"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&rows); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		for _, x := range r.Exports {
+			if r.Name == name && x.Target == target {
+				return x.Serial, x.LastError, x.Pending
+			}
+		}
+	}
+	return "", "", true
+}
+
+// TestExportSFTPVerify: certificates go over SFTP to a real sshd, `then`
+// reloads the server that reads them, and verify proves the new serial is
+// served. With a `then` that does not reload, verify fails and the target
+// stays pending (retried); fixing the config delivers it.
+func TestExportSFTPVerify(t *testing.T) {
+	cts := testenv.StartChallTestSrv(t)
+	ports := testenv.FreePorts(t, 3)
+	peb := testenv.StartPebble(t, testenv.PebbleOptions{HTTPPort: ports[0], DNSServer: cts.DNSAddr})
+	b := testenv.NewBackend(t, 1, 0)
+	sshd := testenv.StartSSHD(t, testenv.SSHDOptions{})
+	dir := t.TempDir()
+	web := startReloadingServer(t, dir, "ver.test")
+	conf := edgeConf{
+		httpPort: ports[0], httpsPort: ports[1], adminPort: ports[2],
+		ca: peb.DirectoryURL, caRoot: peb.MinicaRootFile,
+		challenges: []string{"http-01"},
+		storage:    filepath.Join(dir, "storage"),
+		sites:      []site{{hosts: []string{"ver.test"}}},
+		backends:   []string{b.URL},
+	}
+	exports := func(then string) string {
+		return fmt.Sprintf(`exports:
+  - name: apache
+    type: sftp
+    hosts: [%q]
+    user: %s
+    key_file: %q
+    known_hosts: %q
+    path: %q
+    then: %q
+    verify: [%q]
+`, sshd.Addr, sshd.User, sshd.ClientKeyFile, sshd.KnownHostsFile, dir, then, web.addr)
+	}
+	reload := "touch " + web.marker
+	e := testenv.StartEdge(t, conf.yaml()+exports(reload))
+	if err := e.WaitReady(readyTimeout); err != nil {
+		t.Fatal(err)
+	}
+	served := servedSerial(t, e.HTTPSAddr, "ver.test")
+	waitUntil(t, 40*time.Second, "the delivery to be verified", func() bool {
+		s, _, pending := exportStatus(t, e, "ver.test", "apache")
+		return s == served && !pending
+	})
+	if got := servedSerial(t, web.addr, "ver.test"); got != served {
+		t.Errorf("the farm server serves %s, edge %s", got, served)
+	}
+
+	// A then: that does not reload: the files arrive, verify fails.
+	if err := os.WriteFile(e.ConfigPath, []byte(conf.yaml()+exports("true")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.Reload()
+	if err := e.WaitLog("reloaded", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	renew(t, e, "ver.test")
+	waitUntil(t, 30*time.Second, "the renewed certificate to be served", func() bool {
+		return servedSerial(t, e.HTTPSAddr, "ver.test") != served
+	})
+	renewed := servedSerial(t, e.HTTPSAddr, "ver.test")
+	var lastErr string
+	waitUntil(t, 60*time.Second, "verify to fail", func() bool {
+		var pending bool
+		_, lastErr, pending = exportStatus(t, e, "ver.test", "apache")
+		return pending && strings.Contains(lastErr, "verify")
+	})
+	t.Logf("with a then: that does not reload: %s", lastErr)
+	if got := pemSerial(t, filepath.Join(dir, "ver.test", "fullchain.pem")); got != renewed {
+		t.Errorf("files hold %s, want the renewal %s", got, renewed)
+	}
+
+	// Fixed: the next attempt (a reload forgets the backoff) is verified.
+	if err := os.WriteFile(e.ConfigPath, []byte(conf.yaml()+exports(reload)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.Reload()
+	waitUntil(t, 40*time.Second, "the fixed target to be verified", func() bool {
+		s, _, pending := exportStatus(t, e, "ver.test", "apache")
+		return s == renewed && !pending
+	})
+	if got := servedSerial(t, web.addr, "ver.test"); got != renewed {
+		t.Errorf("the farm server serves %s, edge %s", got, renewed)
+	}
+	m, err := e.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("edge_export_total: success %g, failure %g",
+		m.Sum("edge_export_total", "target", "apache", "result", "success"), m.Sum("edge_export_total", "target", "apache", "result", "failure"))
+	if m.Sum("edge_export_total", "target", "apache", "result", "failure") == 0 {
+		t.Error("no failed attempt counted")
+	}
+}
+
+// selfSigned returns a throwaway certificate and key for name, as PEM.
+func selfSigned(t *testing.T, name string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, _ := x509.MarshalPKCS8PrivateKey(key)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd})
 }

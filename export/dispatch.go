@@ -167,7 +167,8 @@ func NewDispatcher(o Options) (*Dispatcher, error) {
 }
 
 // Apply replaces the plan and starts a round at once, so that a target
-// added by a reload catches up. Records of targets removed stay in the
+// added by a reload catches up; backoffs are forgotten (a reload is often
+// the fix of a failing target). Records of targets removed stay in the
 // store.
 func (d *Dispatcher) Apply(p Plan) {
 	d.mu.Lock()
@@ -179,9 +180,9 @@ func (d *Dispatcher) Apply(p Plan) {
 	for k := range d.status {
 		if !slices.Contains(p.Names[k.name], k.target) {
 			delete(d.status, k)
-			delete(d.next, k)
 		}
 	}
+	clear(d.next)
 	d.mu.Unlock()
 	d.o.Metrics.targets(p)
 	d.Kick()

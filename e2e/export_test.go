@@ -15,8 +15,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,8 +27,8 @@ import (
 
 // exportHook writes a script that appends "NAME SERIAL PID" to log for
 // every delivery. When hang exists, the first run writes its parent's PID
-// (the edge) there and waits instead, as an edge killed mid-export leaves
-// it.
+// (the edge) and its own there and waits instead, as an edge killed
+// mid-export leaves it.
 func exportHook(t *testing.T, dir string) (script, log, hang string) {
 	t.Helper()
 	script = filepath.Join(dir, "hook.sh")
@@ -36,7 +38,7 @@ func exportHook(t *testing.T, dir string) (script, log, hang string) {
 set -e
 [ -n "$EDGE_EXPORT_DRY_RUN" ] && exit 0
 if [ -f "` + hang + `" ] && [ ! -s "` + hang + `" ]; then
-	echo $PPID > "` + hang + `"
+	echo $PPID $$ > "` + hang + `"
 	sleep 120
 fi
 test -s "$EDGE_CERT_FULLCHAIN" && test -s "$EDGE_CERT_KEY"
@@ -280,9 +282,13 @@ exports:
 		return len(bytes.TrimSpace(b)) > 0
 	})
 	hb, _ := os.ReadFile(hang)
+	pids := strings.Fields(string(hb))
+	if len(pids) != 2 {
+		t.Fatalf("hang file %q", hb)
+	}
 	var victim *testenv.Edge
 	for _, e := range edges {
-		if fmt.Sprint(e.Pid()) == strings.TrimSpace(string(hb)) {
+		if fmt.Sprint(e.Pid()) == pids[0] {
 			victim = e
 		}
 	}
@@ -291,9 +297,11 @@ exports:
 	}
 	victim.Kill()
 	killed := time.Now()
-	// The hook runs in its own process group; end it as the dead edge's
-	// host would.
-	_ = exec.Command("pkill", "-f", "sleep 120").Run()
+	// The hook runs in its own process group (the exec target starts it
+	// so); end that group, as the dead edge's host would.
+	if pgid, err := strconv.Atoi(pids[1]); err == nil {
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	}
 	renewed := ""
 	waitUntil(t, 60*time.Second, "another edge to deliver the renewal", func() bool {
 		for k := range deliveries(t, log) {

@@ -43,6 +43,11 @@ func (r *recorder) WriteHeader(code int) {
 	}
 	r.status, r.wrote = code, true
 	r.setHSTS()
+	if r.writeTO > 0 {
+		// The backend may have taken longer than the timeout to answer:
+		// the client's clock starts now.
+		setWriteDeadline(r.ResponseWriter, time.Now().Add(r.writeTO))
+	}
 	r.ResponseWriter.WriteHeader(code)
 }
 

@@ -296,3 +296,29 @@ func TestBodyReadTimeout(t *testing.T) {
 	}
 	t.Fatal("the trickled body was not cut")
 }
+
+// TestWriteTimeoutCountsFromTheResponse: a backend slower than the write
+// timeout still gets its answer to the client; the deadline counts the
+// client's writes, not the backend's time.
+func TestWriteTimeoutCountsFromTheResponse(t *testing.T) {
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(400 * time.Millisecond)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(slow.Close)
+	cfg := simpleConfig(mustURL(t, slow.URL))
+	cfg.WriteTimeout = 150 * time.Millisecond
+	h := newHandler(t, cfg)
+	srv := httptest.NewServer(h.HTTPHandler())
+	t.Cleanup(srv.Close)
+	req, _ := http.NewRequest("GET", srv.URL+"/", nil)
+	req.Host = "example.com"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("slow backend behind a 150 ms write timeout: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Errorf("status %d, want 204", resp.StatusCode)
+	}
+}

@@ -260,6 +260,7 @@ func (h *Handler) Status() []PoolStatus {
 // replaces the backend's.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.startWriteDeadline(w, r)
+	closeAfterAmbiguousFraming(w, r)
 	s := h.router.lookup(r.Host)
 	if s == nil || (r.TLS != nil && !h.sameAuthority(r.TLS.ServerName, r.Host)) {
 		h.answer(w, r, nil, http.StatusMisdirectedRequest)
@@ -282,6 +283,24 @@ func (h *Handler) sameAuthority(serverName, host string) bool {
 		return true
 	}
 	return h.covers != nil && h.covers(sn, hn)
+}
+
+// closeAfterAmbiguousFraming ends the connection after the response to a
+// request whose body framing a device in front of edge may have read
+// differently: any HTTP/1.1 request with Transfer-Encoding (net/http frames
+// it by TE and drops a Content-Length, RFC 9112 section 6.3, and it accepts
+// obfuscated spellings and bare-LF line ends that others do not), and every
+// HTTP/1.0 request (net/http ignores Transfer-Encoding there and uses
+// Content-Length). RFC 9112 section 6.1: a server MUST close the connection
+// after a request with both. So no second request is ever read from bytes
+// another parser took as a body. By the time the handler runs, net/http has
+// removed the headers that would tell the cases apart, hence the wider rule;
+// browsers send request bodies with Content-Length and keep their
+// connections.
+func closeAfterAmbiguousFraming(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 && (r.ProtoMinor == 0 || len(r.TransferEncoding) > 0) {
+		w.Header()["Connection"] = []string{"close"}
+	}
 }
 
 // startWriteDeadline gives an HTTP/1.x response WriteTimeout for its first
@@ -311,6 +330,7 @@ var (
 func (hh httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := hh.h
 	h.startWriteDeadline(w, r)
+	closeAfterAmbiguousFraming(w, r)
 	s := h.router.lookup(r.Host)
 	switch {
 	case s == nil:

@@ -1,0 +1,105 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestSmugglingVectorsCloseTheConnection sends the request-smuggling
+// vectors of RFC 9112 section 6.1 on one connection each, with a second
+// request hidden where a Content-Length-framing device would see body: the
+// first is answered, the connection closed, and the backend never sees the
+// hidden request.
+func TestSmugglingVectorsCloseTheConnection(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		seen = append(seen, r.URL.Path)
+		mu.Unlock()
+	}))
+	t.Cleanup(backend.Close)
+	h := newHandler(t, simpleConfig(mustURL(t, backend.URL)))
+	srv := httptest.NewServer(h.HTTPHandler())
+	t.Cleanup(srv.Close)
+
+	hidden := "GET /smuggled HTTP/1.1\r\nHost: example.com\r\n\r\n"
+	chunked := "0\r\n\r\n" + hidden
+	for _, tc := range []struct{ name, head, body string }{
+		{"TE and CL", "Transfer-Encoding: chunked\r\nContent-Length: " + strconv.Itoa(len(chunked)) + "\r\n", chunked},
+		{"CL and TE", "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", chunked},
+		{"TE with extra space", "Transfer-Encoding:  chunked\r\nContent-Length: " + strconv.Itoa(len(chunked)) + "\r\n", chunked},
+		{"TE with a tab", "Transfer-Encoding:\tchunked\r\nContent-Length: " + strconv.Itoa(len(chunked)) + "\r\n", chunked},
+		{"TE behind a bare LF", "X-Padding: a\nTransfer-Encoding: chunked\r\nContent-Length: " + strconv.Itoa(len(chunked)) + "\r\n", chunked},
+		{"HTTP/1.0 with TE", "Transfer-Encoding: chunked\r\nContent-Length: 0\r\nConnection: keep-alive\r\n", "\r\n" + hidden},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mu.Lock()
+			seen = nil
+			mu.Unlock()
+			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			proto := "HTTP/1.1"
+			if strings.HasPrefix(tc.name, "HTTP/1.0") {
+				proto = "HTTP/1.0"
+			}
+			req := "POST /first " + proto + "\r\nHost: example.com\r\n" + tc.head + "\r\n" + tc.body
+			if _, err := io.WriteString(conn, req); err != nil {
+				t.Fatal(err)
+			}
+			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			rd := bufio.NewReader(conn)
+			var responses int
+			for {
+				resp, err := http.ReadResponse(rd, nil)
+				if err != nil {
+					break
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				responses++
+			}
+			if responses > 1 {
+				t.Errorf("%d responses on one connection: a second request was read from the body", responses)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, p := range seen {
+				if p == "/smuggled" {
+					t.Errorf("the backend received the hidden request (saw %v)", seen)
+				}
+			}
+		})
+	}
+
+	// A plain keep-alive request with Content-Length keeps its connection.
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "POST /a HTTP/1.1\r\nHost: example.com\r\nContent-Length: 2\r\n\r\nokGET /b HTTP/1.1\r\nHost: example.com\r\n\r\n")
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	rd := bufio.NewReader(conn)
+	for i := range 2 {
+		resp, err := http.ReadResponse(rd, nil)
+		if err != nil {
+			t.Fatalf("keep-alive response %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}
+

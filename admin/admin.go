@@ -33,6 +33,13 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// RequestHeader must be set (to any value) on every state-changing request
+// (a method other than GET, HEAD or OPTIONS) that carries no bearer token. A
+// web page cannot add it to a cross-site request without a CORS preflight,
+// which edge never grants, so a page open in a browser on the admin host
+// cannot make edge renew or export. edge's CLI sends it.
+const RequestHeader = "X-Edge-Admin"
+
 // StatusError is an error carrying the HTTP status to answer with.
 type StatusError struct {
 	Code int
@@ -85,16 +92,24 @@ func New(opts Options) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"service": "edge", "endpoints": paths})
 	})
-	if opts.Token == nil {
-		return mux
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token := opts.Token()
+		token := ""
+		if opts.Token != nil {
+			token = opts.Token()
+		}
 		if token != "" && r.URL.Path != "/healthz" && r.URL.Path != "/readyz" &&
 			subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+token)) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="edge"`)
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
 			return
+		}
+		switch r.Method {
+		case http.MethodGet, http.MethodHead, http.MethodOptions:
+		default:
+			if token == "" && r.Header.Get(RequestHeader) == "" {
+				writeJSON(w, http.StatusForbidden, map[string]string{"error": "state-changing requests need the " + RequestHeader + " header (or the bearer token)"})
+				return
+			}
 		}
 		mux.ServeHTTP(w, r)
 	})

@@ -70,3 +70,49 @@ func TestAdmin(t *testing.T) {
 		t.Fatalf("new token after rotation: %d, want 200", rec.Code)
 	}
 }
+
+// TestStateChangingNeedsHeader: without a token, a POST that a web page
+// could send cross-site (no custom header) is refused; with the header, or
+// with the token, it goes through; GETs need neither.
+func TestStateChangingNeedsHeader(t *testing.T) {
+	called := 0
+	for _, token := range []string{"", "s3cret"} {
+		h := New(Options{
+			Token: func() string { return token },
+			API: map[string]func(*http.Request) (any, error){
+				"renew": func(*http.Request) (any, error) { called++; return "ok", nil },
+			},
+		})
+		for _, tc := range []struct {
+			method, header, auth string
+			want                 int
+		}{
+			{"POST", "", "", http.StatusForbidden},
+			{"POST", "1", "", http.StatusOK},
+			{"GET", "", "", http.StatusOK},
+			{"POST", "", "Bearer s3cret", http.StatusOK},
+		} {
+			if token != "" && tc.auth == "" {
+				tc.want = http.StatusUnauthorized
+			}
+			if token == "" && tc.auth != "" && tc.header == "" && tc.method == "POST" {
+				tc.want = http.StatusForbidden // a bearer edge does not check is no proof
+			}
+			r := httptest.NewRequest(tc.method, "/api/renew", nil)
+			if tc.header != "" {
+				r.Header.Set(RequestHeader, tc.header)
+			}
+			if tc.auth != "" {
+				r.Header.Set("Authorization", tc.auth)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			if rec.Code != tc.want {
+				t.Errorf("token %q: %s with header %q auth %q: %d, want %d", token, tc.method, tc.header, tc.auth, rec.Code, tc.want)
+			}
+		}
+	}
+	if called == 0 {
+		t.Error("no request reached the API")
+	}
+}

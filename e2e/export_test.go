@@ -105,7 +105,9 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 
 func renew(t *testing.T, e *testenv.Edge, name string) {
 	t.Helper()
-	resp, err := http.Post(e.AdminURL+"/api/renew?name="+name, "", nil)
+	req, _ := http.NewRequest(http.MethodPost, e.AdminURL+"/api/renew?name="+name, nil)
+	req.Header.Set("X-Edge-Admin", "1") // admin.RequestHeader
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

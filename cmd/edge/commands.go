@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/farmedge/edge/admin"
 	"github.com/farmedge/edge/config"
 	"github.com/farmedge/edge/export"
 )
@@ -89,6 +90,7 @@ func (c *adminClient) do(ctx context.Context, method, path string, out any) erro
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	req.Header.Set(admin.RequestHeader, "1")
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("asking edge's admin API: %w", err)

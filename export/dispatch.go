@@ -142,6 +142,8 @@ type Status struct {
 	LastError   string       `json:"last_error,omitempty"`
 	NextAttempt time.Time    `json:"next_attempt,omitzero"`
 	Hosts       []HostRecord `json:"hosts,omitempty"`
+
+	failures int // consecutive, also those that never reached the record
 }
 
 // NewDispatcher returns a Dispatcher with an empty plan.
@@ -404,9 +406,10 @@ func (d *Dispatcher) failed(k jobKey, c *Cert, err error, rec *Record) {
 	d.mu.Lock()
 	st := d.status[k]
 	st.Target, st.Pending, st.LastError = k.target, true, err.Error()
-	failures := 1
+	st.failures++
+	failures := st.failures
 	if rec != nil {
-		failures = max(rec.Failures, 1)
+		failures = max(rec.Failures, failures)
 		st.Hosts = rec.Hosts
 	}
 	wait := min(d.o.Backoff<<min(failures-1, 20), MaxRetry)

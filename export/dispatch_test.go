@@ -165,3 +165,34 @@ func TestDispatcherFarmDeliversOnce(t *testing.T) {
 		t.Errorf("deliveries %v, want [a b]: the renewal once, and never the old one again", got)
 	}
 }
+
+type failingSource struct{ calls atomic.Int64 }
+
+func (f *failingSource) Certificate(context.Context, string) (*Cert, error) {
+	f.calls.Add(1)
+	return nil, errors.New("storage unreachable")
+}
+
+// TestDispatcherBacksOffWithoutARecord: failures that never reach the
+// delivery record (the storage is down) still back off, rather than
+// retrying every Backoff forever.
+func TestDispatcherBacksOffWithoutARecord(t *testing.T) {
+	src := &failingSource{}
+	d, err := NewDispatcher(Options{Source: src, Store: &certmagic.FileStorage{Path: t.TempDir()}, Node: "e1",
+		Interval: time.Hour, Backoff: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Apply(Plan{Targets: []Target{{Name: "rec", Exporter: &recordingTarget{}}}, Names: map[string][]string{"a.test": {"rec"}}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	// Attempts at 0 s, then after 1 s, 2 s, 4 s: three or four in 6.5 s;
+	// without the doubling there would be seven.
+	time.Sleep(6500 * time.Millisecond)
+	cancel()
+	<-done
+	if n := src.calls.Load(); n < 3 || n > 4 {
+		t.Errorf("%d attempts in 6.5 s with a 1 s backoff doubling, want 3 or 4", n)
+	}
+}

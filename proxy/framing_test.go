@@ -102,4 +102,3 @@ func TestSmugglingVectorsCloseTheConnection(t *testing.T) {
 		resp.Body.Close()
 	}
 }
-

@@ -108,7 +108,11 @@ func TestDispatcherDeliversOncePerSerial(t *testing.T) {
 	if got := tgt.serials(); got[1] != "2" {
 		t.Errorf("second delivery %v, want serial 2", got)
 	}
-	if st := d.Statuses("a.test"); len(st) != 1 || st[0].Pending || st[0].Serial != "2" {
+	waitFor(t, "the renewal's record", func() bool {
+		st := d.Statuses("a.test")
+		return len(st) == 1 && st[0].Serial == "2"
+	})
+	if st := d.Statuses("a.test"); st[0].Pending || st[0].LastError != "" {
 		t.Errorf("status %+v", st)
 	}
 }
@@ -124,13 +128,20 @@ func TestDispatcherRetriesUntilTheTargetIsBack(t *testing.T) {
 	tgt.broken.Store(true)
 	d := startDispatcher(t, store, src, "e1", tgt)
 	waitFor(t, "two failed attempts", func() bool { return tgt.attempts.Load() >= 2 })
+	// The second attempt began after the first one's failure was recorded.
 	st := d.Statuses("a.test")
 	if len(st) != 1 || !st[0].Pending || st[0].LastError == "" || st[0].NextAttempt.IsZero() {
 		t.Errorf("status while down: %+v", st)
 	}
 	tgt.broken.Store(false)
 	waitFor(t, "delivery after the target came back", func() bool { return len(tgt.serials()) == 1 })
-	if st := d.Statuses("a.test"); st[0].Pending || st[0].LastError != "" {
+	// The target has the certificate before the dispatcher records it: wait
+	// for the record, then check it says so without an error.
+	waitFor(t, "the delivery's record", func() bool {
+		st := d.Statuses("a.test")
+		return len(st) == 1 && !st[0].Pending
+	})
+	if st := d.Statuses("a.test"); st[0].LastError != "" || st[0].Serial != "7" {
 		t.Errorf("status after: %+v", st)
 	}
 }

@@ -23,6 +23,7 @@ type Config struct {
 	Storage        Storage         `yaml:"storage"`
 	Cluster        Cluster         `yaml:"cluster"`
 	TrustedProxies []string        `yaml:"trusted_proxies"`
+	ProxyProtocol  *ProxyProtocol  `yaml:"proxy_protocol"`
 	Limits         Limits          `yaml:"limits"`
 	Sites          []Site          `yaml:"sites"`
 	Pools          map[string]Pool `yaml:"pools"`
@@ -127,14 +128,44 @@ type DNSProvider struct {
 	KeyFile string `yaml:"key_file"`
 }
 
-// OnDemand enables on-demand TLS for names not listed in sites.
+// OnDemand enables on-demand TLS: a certificate is ordered at the first
+// handshake for a name no site lists, when the catch-all site (hosts
+// ["*"]) or a wildcard site matches it and the decision allows it. The
+// decision asks, in order: Allow, Ask, then the rate limit.
 type OnDemand struct {
-	Ask   string   `yaml:"ask"`
-	Rate  string   `yaml:"rate"` // "10/m": at most 10 new certificates a minute
+	// Ask is asked GET Ask?domain=NAME; 200 allows, anything else or no
+	// answer within AskTimeout refuses.
+	Ask string `yaml:"ask"`
+	// AskTimeout bounds one ask (default DefaultAskTimeout, 3s).
+	AskTimeout time.Duration `yaml:"ask_timeout"`
+	// AskCache is how long an answer of Ask, yes or no, is kept (default
+	// DefaultAskCache, 1m; a negative value keeps nothing).
+	AskCache time.Duration `yaml:"ask_cache"`
+	// Rate such as "10/m": at most that many orders an interval; "" no limit.
+	Rate string `yaml:"rate"`
+	// Burst is how many orders may start at once within Rate (default: the
+	// number of Rate, so "10/m" allows 10 at once, then one every 6s).
+	Burst int `yaml:"burst"`
+	// Allow lists the names (and *.wildcards) allowed without asking. With
+	// Ask set, a name that matches none is asked; without, it is refused.
 	Allow []string `yaml:"allow"`
 	// RateEvents per RateInterval is Rate parsed by Load (both 0: no limit).
 	RateEvents   int           `yaml:"-"`
 	RateInterval time.Duration `yaml:"-"`
+}
+
+// ProxyProtocol accepts the PROXY protocol (v1 and v2) on the public
+// listeners from the balancer in front: the client address it carries is
+// the one used everywhere (balancing, logs, X-Forwarded-For, limits).
+type ProxyProtocol struct {
+	// From lists the addresses or CIDRs that may send a PROXY header; a
+	// connection from elsewhere that sends one is refused.
+	From []string `yaml:"from"`
+	// Optional lets a connection from a listed source omit the header
+	// (it is then taken as the client itself); by default it is refused.
+	Optional bool `yaml:"optional"`
+	// Timeout bounds reading the header (default DefaultProxyHeaderTimeout).
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // Storage is where certificates, the ACME account and challenge tokens live.
@@ -170,9 +201,20 @@ type Limits struct {
 	WriteTimeout   time.Duration `yaml:"write_timeout"`
 	IdleTimeout    time.Duration `yaml:"idle_timeout"`     // default 120s
 	MaxHeaderBytes int           `yaml:"max_header_bytes"` // default 65536
-	// MaxConnsPerIP is not implemented in this build: Validate refuses a
-	// value above 0 (0: unlimited).
+	// MaxConnsPerIP caps the open connections from one client address,
+	// over both public listeners; beyond it a connection is closed at
+	// accept, before TLS (0: unlimited).
 	MaxConnsPerIP int `yaml:"max_conns_per_ip"`
+	// Rate limits the requests of one client address to one site, such as
+	// "100/s"; beyond it the answer is 429 with Retry-After. "" is no limit;
+	// a site's rate replaces it.
+	Rate string `yaml:"rate"`
+	// RateBurst is how many requests may come at once (default: the number
+	// of Rate).
+	RateBurst int `yaml:"rate_burst"`
+	// RateEvents per RateInterval is Rate parsed by Load (both 0: no limit).
+	RateEvents   int           `yaml:"-"`
+	RateInterval time.Duration `yaml:"-"`
 }
 
 // Site is a set of host names served by the same routes.
@@ -185,6 +227,13 @@ type Site struct {
 	Routes       []Route  `yaml:"routes"`
 	DNS          string   `yaml:"dns"`
 	Delegate     string   `yaml:"delegate"`
+	// Rate replaces limits.rate for this site ("off": no limit).
+	Rate string `yaml:"rate"`
+	// RateEvents per RateInterval is the effective rate, from Rate or
+	// limits.rate, parsed by Load (both 0: no limit); RateBurst likewise.
+	RateEvents   int           `yaml:"-"`
+	RateInterval time.Duration `yaml:"-"`
+	RateBurst    int           `yaml:"-"`
 }
 
 // Redirect reports whether plain HTTP is redirected to HTTPS.
@@ -207,6 +256,24 @@ type Pool struct {
 	Passive  Passive  `yaml:"passive"`
 	Retries  int      `yaml:"retries"`
 	Timeouts Timeouts `yaml:"timeouts"`
+	// MaxConns caps the requests in flight to each backend of the pool
+	// (0: no cap). A request that finds every backend at its cap waits in
+	// the pool's queue.
+	MaxConns int `yaml:"max_conns"`
+	// Queue is how many requests may wait for a backend under MaxConns
+	// (nil: DefaultQueue; 0: none wait, they get 503 at once).
+	Queue *int `yaml:"queue"`
+	// QueueTimeout is the longest a request waits in the queue before 503
+	// (default DefaultQueueTimeout).
+	QueueTimeout time.Duration `yaml:"queue_timeout"`
+}
+
+// QueueSize is *Queue, or 0 when Queue is nil (before ApplyDefaults).
+func (p Pool) QueueSize() int {
+	if p.Queue == nil {
+		return 0
+	}
+	return *p.Queue
 }
 
 // Health is the active health check; nil disables it.

@@ -46,6 +46,16 @@ const (
 	DefaultExecTimeout         = 30 * time.Second
 	DefaultExportTimeout       = 60 * time.Second
 	DefaultExportCheckInterval = 5 * time.Minute
+	// DefaultAskTimeout bounds one on_demand.ask request.
+	DefaultAskTimeout = 3 * time.Second
+	// DefaultAskCache is how long an ask answer is kept.
+	DefaultAskCache = time.Minute
+	// DefaultProxyHeaderTimeout bounds reading a PROXY protocol header.
+	DefaultProxyHeaderTimeout = 5 * time.Second
+	// DefaultQueue is how many requests may wait for a backend at max_conns.
+	DefaultQueue = 100
+	// DefaultQueueTimeout is the longest a request waits in that queue.
+	DefaultQueueTimeout = 10 * time.Second
 )
 
 // ApplyDefaults fills every unset field with its default and resolves the
@@ -86,6 +96,12 @@ func (c *Config) ApplyDefaults() {
 		if n, every, err := parseRate(o.Rate); err == nil {
 			o.RateEvents, o.RateInterval = n, every
 		}
+		setInt(&o.Burst, o.RateEvents)
+		setDur(&o.AskTimeout, DefaultAskTimeout)
+		setDur(&o.AskCache, DefaultAskCache)
+	}
+	if pp := c.ProxyProtocol; pp != nil {
+		setDur(&pp.Timeout, DefaultProxyHeaderTimeout)
 	}
 
 	setStr(&c.Storage.Type, "file")
@@ -101,10 +117,25 @@ func (c *Config) ApplyDefaults() {
 	setDur(&c.Limits.WriteTimeout, DefaultWriteTimeout)
 	setDur(&c.Limits.IdleTimeout, DefaultIdleTimeout)
 	setInt(&c.Limits.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	l := &c.Limits
+	if n, every, err := parseRate(l.Rate); err == nil {
+		l.RateEvents, l.RateInterval = n, every
+	}
+	setInt(&l.RateBurst, l.RateEvents)
 
 	for i := range c.Sites {
 		s := &c.Sites[i]
 		lower(s.Hosts)
+		switch s.Rate {
+		case "":
+			s.RateEvents, s.RateInterval, s.RateBurst = l.RateEvents, l.RateInterval, l.RateBurst
+		case "off":
+			s.RateEvents, s.RateInterval, s.RateBurst = 0, 0, 0
+		default:
+			if n, every, err := parseRate(s.Rate); err == nil {
+				s.RateEvents, s.RateInterval, s.RateBurst = n, every, n
+			}
+		}
 		for j := range s.Routes {
 			r := &s.Routes[j]
 			if n, err := parseSize(r.MaxBody); err == nil {
@@ -160,6 +191,10 @@ func (p *Pool) applyDefaults() {
 	setDur(&p.Timeouts.Connect, 3*time.Second)
 	setDur(&p.Timeouts.ResponseHeader, 30*time.Second)
 	setDur(&p.Timeouts.Idle, 90*time.Second)
+	if p.Queue == nil {
+		p.Queue = ptr(DefaultQueue)
+	}
+	setDur(&p.QueueTimeout, DefaultQueueTimeout)
 	// Retries stays as written: 0 means no retry.
 }
 

@@ -189,7 +189,7 @@ pools:
     backends: ["http://127.0.0.1:8081"]
     retries: 2
 `, noEnv)
-	tr, three := true, 3
+	tr, three, queue := true, 3, DefaultQueue
 	want := &Config{
 		Listen: Listen{HTTP: ":80", HTTPS: ":443"},
 		Admin:  Admin{Listen: "127.0.0.1:9180"},
@@ -219,6 +219,7 @@ pools:
 				Health:   &Health{Path: "/", Interval: 5 * time.Second, Timeout: 2 * time.Second, Expect: 200, Fails: 2, Passes: 2},
 				Passive:  Passive{Enabled: &tr, Fails: &three, Window: 10 * time.Second, Cooldown: 30 * time.Second},
 				Timeouts: Timeouts{Connect: 3 * time.Second, ResponseHeader: 30 * time.Second, Idle: 90 * time.Second},
+				Queue:    &queue, QueueTimeout: 10 * time.Second,
 			},
 			"bare": {
 				Policy:   "round_robin",
@@ -226,6 +227,7 @@ pools:
 				Passive:  Passive{Enabled: &tr, Fails: &three, Window: 10 * time.Second, Cooldown: 30 * time.Second},
 				Retries:  2,
 				Timeouts: Timeouts{Connect: 3 * time.Second, ResponseHeader: 30 * time.Second, Idle: 90 * time.Second},
+				Queue:    &queue, QueueTimeout: 10 * time.Second,
 			},
 		},
 		ExportCheckInterval: 5 * time.Minute,

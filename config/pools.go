@@ -39,6 +39,9 @@ func (v *validator) pools() {
 		v.nonNeg(p+".timeouts.connect", pool.Timeouts.Connect)
 		v.nonNeg(p+".timeouts.response_header", pool.Timeouts.ResponseHeader)
 		v.nonNeg(p+".timeouts.idle", pool.Timeouts.Idle)
+		v.nonNegInt(p+".max_conns", pool.MaxConns)
+		v.nonNegInt(p+".queue", pool.QueueSize())
+		v.nonNeg(p+".queue_timeout", pool.QueueTimeout)
 	}
 }
 

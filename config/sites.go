@@ -37,6 +37,11 @@ func (v *validator) sites(exports map[string]string) {
 			}
 		}
 		v.nonNegInt(p+".hsts", s.HSTS)
+		if s.Rate != "off" {
+			if _, _, err := parseRate(s.Rate); err != nil {
+				v.errorf(p+".rate", "invalid rate %q: %v (or off)", s.Rate, err)
+			}
+		}
 		if !v.bad["exports"] { // refused as a whole: its names are not checked
 			for j, e := range s.Exports {
 				if _, ok := exports[e]; !ok {
@@ -47,6 +52,10 @@ func (v *validator) sites(exports map[string]string) {
 		v.routes(p, s.Routes, poolNames)
 	}
 }
+
+// CatchAll is the site host that matches every name no other site lists
+// (on-demand TLS only).
+const CatchAll = "*"
 
 // siteName names a site in messages: its first host, else its path.
 func siteName(s Site, path string) string {
@@ -59,6 +68,20 @@ func siteName(s Site, path string) string {
 // host checks one host of site s at path hp; hosts maps each host seen so
 // far to the path of its first occurrence.
 func (v *validator) host(hp, h string, s Site, hosts map[string]string) {
+	if h == CatchAll {
+		if first, dup := hosts[h]; dup {
+			v.errorf(hp, "the catch-all host \"*\" is already listed at %s", v.where(first))
+			return
+		}
+		hosts[h] = hp
+		if v.c.OnDemand == nil {
+			v.errorf(hp, "the catch-all host \"*\" needs on_demand: without it no certificate can be had for the names it would serve")
+		}
+		if s.DNS != "" {
+			v.errorf(hp, "the catch-all host \"*\" takes its certificates by http-01 or tls-alpn-01 at the first handshake; remove dns")
+		}
+		return
+	}
 	if msg := ipHost(h); msg != "" {
 		v.errorf(hp, "invalid host %q: %s", h, msg)
 		return

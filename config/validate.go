@@ -167,6 +167,11 @@ func (v *validator) run() {
 	v.nonNeg("limits.idle_timeout", c.Limits.IdleTimeout)
 	v.nonNegInt("limits.max_header_bytes", c.Limits.MaxHeaderBytes)
 	v.nonNegInt("limits.max_conns_per_ip", c.Limits.MaxConnsPerIP)
+	if _, _, err := parseRate(c.Limits.Rate); err != nil {
+		v.errorf("limits.rate", "invalid rate %q: %v", c.Limits.Rate, err)
+	}
+	v.nonNegInt("limits.rate_burst", c.Limits.RateBurst)
+	v.proxyProtocol()
 	exports := v.exports()
 	if c.ExportCheckInterval <= 0 && !v.isBad("export_check_interval") {
 		v.errorf("export_check_interval", "must be positive")
@@ -190,6 +195,14 @@ func (v *validator) notBuilt() {
 	c := v.c
 	v.refuse(c.OnDemand != nil, "on_demand", "on_demand: on-demand TLS is not implemented in this build; remove the key")
 	v.refuse(c.Limits.MaxConnsPerIP > 0, "limits.max_conns_per_ip", "limits.max_conns_per_ip: not implemented in this build; set it to 0")
+	v.refuse(c.ProxyProtocol != nil, "proxy_protocol", "proxy_protocol: not implemented in this build; remove the key")
+	v.refuse(c.Limits.Rate != "", "limits.rate", "limits.rate: not implemented in this build; remove the key")
+	for i, s := range c.Sites {
+		v.refuse(s.Rate != "", fmt.Sprintf("sites[%d].rate", i), "rate: not implemented in this build; remove the key")
+	}
+	for _, name := range c.PoolNames() {
+		v.refuse(c.Pools[name].MaxConns > 0, "pools["+name+"].max_conns", "max_conns: not implemented in this build; remove the key")
+	}
 }
 
 // refuse reports msg (which names its key) at path when set, and marks
@@ -322,11 +335,31 @@ func (v *validator) onDemand() {
 	if _, _, err := parseRate(o.Rate); err != nil {
 		v.errorf("on_demand.rate", "invalid rate %q: %v", o.Rate, err)
 	}
+	v.nonNegInt("on_demand.burst", o.Burst)
+	v.nonNeg("on_demand.ask_timeout", o.AskTimeout)
 	for i, h := range o.Allow {
 		if msg := checkHost(h, true, false); msg != "" {
 			v.errorf(fmt.Sprintf("on_demand.allow[%d]", i), "invalid host %q: %s", h, msg)
 		}
 	}
+}
+
+func (v *validator) proxyProtocol() {
+	pp := v.c.ProxyProtocol
+	if pp == nil {
+		return
+	}
+	if len(pp.From) == 0 {
+		v.errorf("proxy_protocol.from", "proxy_protocol needs from: the balancers allowed to send a PROXY header")
+	}
+	for i, p := range pp.From {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			if _, err := netip.ParseAddr(p); err != nil {
+				v.errorf(fmt.Sprintf("proxy_protocol.from[%d]", i), "invalid address %q: expected an IP or a CIDR like 10.0.0.5/32", p)
+			}
+		}
+	}
+	v.nonNeg("proxy_protocol.timeout", pp.Timeout)
 }
 
 func (v *validator) storage() {

@@ -54,6 +54,10 @@ type Options struct {
 	RenewalWindowRatio float64
 	// Groups are the managed names, by issuer setup.
 	Groups []Group
+	// OnDemand, when set, lets a handshake for a name no Group lists obtain
+	// a certificate, by HTTP-01 or TLS-ALPN-01, when its decision allows.
+	// Nil: such a handshake fails and never starts an order.
+	OnDemand *OnDemand
 	// OnObtained is called (in its own goroutine) after this instance has
 	// obtained or renewed a certificate for name. Nil: nothing.
 	OnObtained func(name string)
@@ -112,6 +116,9 @@ type Manager struct {
 	wg         sync.WaitGroup
 	renewing   sync.Map // name -> true while a forced renewal runs
 	stopped    atomic.Bool
+	// decider is the on-demand decision of the current options; nil with
+	// on-demand TLS off.
+	decider atomic.Pointer[decider]
 }
 
 // generation is the state built by one Apply.
@@ -123,6 +130,8 @@ type generation struct {
 	byName  map[string]*certmagic.Config
 	names   []string
 	ctx     context.Context // for forced renewals: lives as long as the Manager
+	// onDemand is the config of names no group lists; nil when off.
+	onDemand *certmagic.Config
 }
 
 // group is the certmagic config of one Group. A reload that leaves the
@@ -139,8 +148,9 @@ type group struct {
 
 // groupKey is what makes two Groups the same to certmagic.
 type groupKey struct {
-	names string // NUL-joined, in order
-	dns   string // "" without DNS-01
+	names    string // NUL-joined, in order
+	dns      string // "" without DNS-01
+	onDemand bool   // the group of on-demand names (no names listed)
 }
 
 func keyOf(g Group) groupKey {
@@ -202,6 +212,9 @@ func (m *Manager) configForCert(cert certmagic.Certificate) (*certmagic.Config, 
 			return c, nil
 		}
 	}
+	if g.onDemand != nil {
+		return g.onDemand, nil // a certificate obtained on demand
+	}
 	return g.configs[0], nil
 }
 
@@ -219,7 +232,7 @@ func (m *Manager) Apply(ctx context.Context, opts Options) error {
 	if opts.Storage == nil {
 		return errors.New("no storage")
 	}
-	if len(opts.Groups) == 0 {
+	if len(opts.Groups) == 0 && opts.OnDemand == nil {
 		return errors.New("no names to manage")
 	}
 	m.mu.Lock()
@@ -235,20 +248,37 @@ func (m *Manager) Apply(ctx context.Context, opts Options) error {
 		}
 	}
 	m.metrics.initOrders(opts.CA)
+	if old == nil || !old.opts.OnDemand.equal(opts.OnDemand) {
+		if opts.OnDemand != nil {
+			m.decider.Store(newDecider(*opts.OnDemand, m.metrics))
+		} else {
+			m.decider.Store(nil)
+		}
+	}
 
 	g := &generation{opts: opts, byName: map[string]*certmagic.Config{}, ctx: m.baseCtx(ctx)}
 	var started []*group
 	kept := map[*group]bool{}
-	for _, grp := range opts.Groups {
+	groups := opts.Groups
+	if opts.OnDemand != nil {
+		groups = append(slices.Clip(groups), Group{}) // the on-demand group lists no names
+	}
+	for _, grp := range groups {
 		k := keyOf(grp)
+		k.onDemand = len(grp.Names) == 0
 		rt := reusable[k]
 		if rt != nil && !kept[rt] {
 			kept[rt] = true
 		} else {
-			cfg, iss := m.buildConfig(opts, grp)
+			cfg, iss := m.buildConfig(opts, grp, k.onDemand)
 			gctx, cancel := context.WithCancel(ctx)
 			rt = &group{key: k, names: slices.Clone(grp.Names), cfg: cfg, iss: iss, ctx: gctx, cancel: cancel}
-			started = append(started, rt)
+			if !k.onDemand {
+				started = append(started, rt)
+			}
+		}
+		if k.onDemand {
+			g.onDemand = rt.cfg
 		}
 		g.groups = append(g.groups, rt)
 		g.configs = append(g.configs, rt.cfg)
@@ -258,7 +288,7 @@ func (m *Manager) Apply(ctx context.Context, opts Options) error {
 			g.names = append(g.names, n)
 		}
 	}
-	if old != nil && len(started) == 0 && len(old.groups) == len(g.groups) {
+	if old != nil && len(started) == 0 && len(old.groups) == len(g.groups) && (old.onDemand == nil) == (g.onDemand == nil) {
 		// Nothing changed: keep the running generation as it is.
 		return nil
 	}
@@ -298,13 +328,16 @@ func (m *Manager) baseCtx(ctx context.Context) context.Context {
 	return m.base
 }
 
-func (m *Manager) buildConfig(opts Options, grp Group) (*certmagic.Config, *certmagic.ACMEIssuer) {
+func (m *Manager) buildConfig(opts Options, grp Group, onDemand bool) (*certmagic.Config, *certmagic.ACMEIssuer) {
 	log := m.logger.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return stoppingCore{c, &m.stopped} }))
 	tmpl := certmagic.Config{
 		RenewalWindowRatio: opts.RenewalWindowRatio,
 		Storage:            opts.Storage,
 		Logger:             log,
 		OnEvent:            m.onEvent(opts),
+	}
+	if onDemand {
+		tmpl.OnDemand = &certmagic.OnDemandConfig{DecisionFunc: m.decide}
 	}
 	cfg := certmagic.New(m.cache, tmpl)
 	iss := certmagic.NewACMEIssuer(cfg, certmagic.ACMEIssuer{
@@ -412,6 +445,8 @@ func (m *Manager) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	cfg := g.configs[0]
 	if c, ok := g.byName[normalise(hello.ServerName)]; ok {
 		cfg = c
+	} else if g.onDemand != nil {
+		cfg = g.onDemand // may obtain one, if the decision allows
 	}
 	cert, err := cfg.GetCertificate(hello)
 	if err != nil {

@@ -24,7 +24,7 @@ import (
 // in sameIssuerSetup), so that no new input is silently ignored by a reload.
 var (
 	comparedOptions = []string{"CA", "Email", "TrustedRoots", "EAB", "HTTP01", "TLSALPN01",
-		"HTTPPort", "TLSPort", "ListenHost", "Storage", "RenewalWindowRatio", "Groups"}
+		"HTTPPort", "TLSPort", "ListenHost", "Storage", "RenewalWindowRatio", "Groups", "OnDemand"}
 	processWideOptions = []string{"OnObtained", "Logger", "Metrics"}
 )
 

@@ -10,6 +10,7 @@ type Metrics struct {
 	challenges *prometheus.CounterVec
 	orders     *prometheus.CounterVec
 	handshakes *prometheus.CounterVec
+	decisions  *prometheus.CounterVec
 }
 
 // NewMetrics registers edge_acme_orders_total and edge_tls_handshakes_total.
@@ -27,8 +28,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "edge_tls_handshakes_total",
 			Help: "TLS handshakes on the HTTPS listener by result (ok, no_certificate, no_config).",
 		}, []string{"result"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edge_on_demand_decisions_total",
+			Help: "On-demand TLS decisions for names no site lists, by result (allowed, ask_yes, refused, ask_failed, rate_limited).",
+		}, []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{m.challenges, m.orders, m.handshakes} {
+	for _, c := range []prometheus.Collector{m.challenges, m.orders, m.handshakes, m.decisions} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -57,6 +62,12 @@ func (m *Metrics) challenge(typ, result string) {
 func (m *Metrics) order(issuer, result string) {
 	if m != nil {
 		m.orders.WithLabelValues(issuer, result).Inc()
+	}
+}
+
+func (m *Metrics) decision(result string) {
+	if m != nil {
+		m.decisions.WithLabelValues(result).Inc()
 	}
 }
 

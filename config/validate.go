@@ -193,7 +193,6 @@ func (v *validator) notBuilt() {
 		return
 	}
 	c := v.c
-	v.refuse(c.OnDemand != nil, "on_demand", "on_demand: on-demand TLS is not implemented in this build; remove the key")
 	v.refuse(c.Limits.MaxConnsPerIP > 0, "limits.max_conns_per_ip", "limits.max_conns_per_ip: not implemented in this build; set it to 0")
 	v.refuse(c.ProxyProtocol != nil, "proxy_protocol", "proxy_protocol: not implemented in this build; remove the key")
 	v.refuse(c.Limits.Rate != "", "limits.rate", "limits.rate: not implemented in this build; remove the key")
@@ -341,6 +340,13 @@ func (v *validator) onDemand() {
 		if msg := checkHost(h, true, false); msg != "" {
 			v.errorf(fmt.Sprintf("on_demand.allow[%d]", i), "invalid host %q: %s", h, msg)
 		}
+	}
+	catchAll := false
+	for _, s := range v.c.Sites {
+		catchAll = catchAll || slices.Contains(s.Hosts, CatchAll)
+	}
+	if !catchAll {
+		v.warnf("on_demand", "on_demand has no effect without a site with hosts: [\"*\"], which routes the names it obtains certificates for")
 	}
 }
 

@@ -267,9 +267,12 @@ func TestNotBuilt(t *testing.T) {
 		want []string
 	}{
 		{"on_demand", `on_demand: {ask: "app:8080/allowed", rate: ten}` + base,
-			[]string{`1:12: on_demand: on-demand TLS is not implemented in this build; remove the key`}},
-		{"on_demand alone", `on_demand: {allow: ["*.customers.example.com"]}`,
-			[]string{`1:12: on_demand: on-demand TLS is not implemented in this build`}},
+			[]string{`1:18: invalid URL "app:8080/allowed"`, `1:44: invalid rate "ten"`}},
+		{"catch-all without on_demand", `sites: [{hosts: ["*"], routes: [{path: /, pool: web}]}]
+pools: {web: {backends: ["http://127.0.0.1:8080"]}}`,
+			[]string{`1:18: the catch-all host "*" needs on_demand`}},
+		{"proxy_protocol", `proxy_protocol: {from: [10.0.0.5/32]}` + base,
+			[]string{`1:17: proxy_protocol: not implemented in this build; remove the key`}},
 		{"exports", `
 exports:
   - {name: pem, type: pem_dri}
@@ -294,9 +297,9 @@ pools: {web: {backends: ["http://127.0.0.1:8080"]}}
 		})
 	}
 	t.Run("built in code", func(t *testing.T) {
-		c := &Config{OnDemand: &OnDemand{Ask: "http://app/ok"}}
+		c := &Config{ProxyProtocol: &ProxyProtocol{From: []string{"10.0.0.5"}}, OnDemand: &OnDemand{Ask: "http://app/ok"}}
 		c.ApplyDefaults()
-		if err := c.Validate(); err == nil || err.Error() != "on_demand: on-demand TLS is not implemented in this build; remove the key" {
+		if err := c.Validate(); err == nil || err.Error() != "proxy_protocol: not implemented in this build; remove the key" {
 			t.Errorf("Validate() = %v", err)
 		}
 	})

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -106,15 +107,28 @@ func splitTrim(s string) []string {
 	return out
 }
 
-// managedNames lists every site host, in config order.
+// managedNames lists every site host, in config order, but the catch-all
+// "*" (whose names come on demand).
 func managedNames(cfg *config.Config) []string {
 	var names []string
 	for _, s := range cfg.Sites {
 		for _, h := range s.Hosts {
-			names = append(names, strings.ToLower(h))
+			if h != config.CatchAll {
+				names = append(names, strings.ToLower(h))
+			}
 		}
 	}
 	return names
+}
+
+// hasCatchAll reports whether a site lists the catch-all host "*".
+func hasCatchAll(cfg *config.Config) bool {
+	for _, s := range cfg.Sites {
+		if slices.Contains(s.Hosts, config.CatchAll) {
+			return true
+		}
+	}
+	return false
 }
 
 // buildTLS translates acme, listen and sites into tlsmgr.Options (Storage
@@ -160,7 +174,9 @@ func buildTLS(cfg *config.Config) (tlsmgr.Options, error) {
 	for i, s := range cfg.Sites {
 		if s.DNS == "" {
 			for _, h := range s.Hosts {
-				plain = append(plain, strings.ToLower(h))
+				if h != config.CatchAll {
+					plain = append(plain, strings.ToLower(h))
+				}
 			}
 			continue
 		}
@@ -177,6 +193,14 @@ func buildTLS(cfg *config.Config) (tlsmgr.Options, error) {
 	}
 	if len(plain) > 0 {
 		opts.Groups = append([]tlsmgr.Group{{Names: plain}}, opts.Groups...)
+	}
+	// On-demand names are routed by the catch-all site only: without one,
+	// a certificate obtained on demand would serve nothing (Validate warns).
+	if o := cfg.OnDemand; o != nil && hasCatchAll(cfg) {
+		opts.OnDemand = &tlsmgr.OnDemand{
+			Allow: slices.Clone(o.Allow), Ask: o.Ask, AskTimeout: o.AskTimeout, AskCache: o.AskCache,
+			RateEvents: o.RateEvents, RateInterval: o.RateInterval, Burst: o.Burst,
+		}
 	}
 	return opts, errors.Join(errs...)
 }
@@ -417,7 +441,9 @@ func buildExports(cfg *config.Config) (export.Plan, error) {
 			targets = all
 		}
 		for _, h := range s.Hosts {
-			p.Names[strings.ToLower(h)] = targets
+			if h != config.CatchAll { // names had on demand are not exported
+				p.Names[strings.ToLower(h)] = targets
+			}
 		}
 	}
 	return p, errors.Join(errs...)

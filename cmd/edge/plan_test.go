@@ -134,7 +134,7 @@ func TestRefusalsHavePositions(t *testing.T) {
 		{"unknown pool", base + "sites: [{hosts: [a.test], routes: [{path: /, pool: wbe}]}]\n" + pools, "wbe"},
 		{"ip host", base + "sites: [{hosts: [\"192.0.2.1\"], routes: [{path: /, pool: web}]}]\n" + pools, "IP"},
 		{"localhost with a public CA", "sites: [{hosts: [localhost], routes: [{path: /, pool: web}]}]\n" + pools, "localhost"},
-		{"on_demand", base + site + pools + "on_demand: {ask: \"http://127.0.0.1:1/ask\"}\n", "on_demand"},
+		{"catch-all without on_demand", base + "sites: [{hosts: [\"*\"], routes: [{path: /, pool: web}]}]\n" + pools, "on_demand"},
 		{"sftp key file missing", base + site + pools + "exports: [{name: apache, type: sftp, hosts: [\"127.0.0.1:22\"], user: deploy, key_file: /nonexistent/id, known_hosts: /nonexistent/known_hosts, path: /srv}]\n", "apache"},
 		{"unknown export target", base + "sites: [{hosts: [a.test], exports: [pm], routes: [{path: /, pool: web}]}]\n" + pools + "exports: [{name: pem, type: pem_dir, path: /tmp/x}]\n", "pm"},
 		{"max_conns_per_ip", base + site + pools + "limits: {max_conns_per_ip: 10}\n", "max_conns_per_ip"},

@@ -41,7 +41,7 @@ func cmdPreflight(ctx context.Context, args []string, stdout io.Writer) error {
 	var names, skipped []string
 	for _, s := range cfg.Sites {
 		for _, h := range s.Hosts {
-			if s.DNS != "" || strings.HasPrefix(h, "*.") {
+			if s.DNS != "" || strings.HasPrefix(h, "*.") || h == config.CatchAll {
 				skipped = append(skipped, h)
 				continue
 			}

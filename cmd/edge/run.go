@@ -589,7 +589,9 @@ func (s *server) buildHTTP(cfg *config.Config, storage challenge.Loader, ph *pro
 					return true
 				}
 			}
-			return false
+			// A name another edge may hold on demand: worth asking the
+			// peers only when on_demand would allow it here too.
+			return s.tm.OnDemandAllowed(context.Background(), host)
 		}
 		opts.Fallback = peers
 	}

@@ -15,8 +15,11 @@ import (
 type SiteConfig struct {
 	// Name labels the site's metrics; by convention its first host.
 	Name string
-	// Hosts are exact names ("example.com") or wildcards of one label
-	// ("*.example.com"), matched case-insensitively.
+	// Hosts are exact names ("example.com"), wildcards of one label
+	// ("*.example.com") or the catch-all "*", matched case-insensitively.
+	// An exact name wins over a wildcard; the catch-all answers any
+	// non-empty host that no exact name and no wildcard of any site
+	// matches (for on-demand TLS), and at most one site may list it.
 	Hosts []string
 	// Routes are matched by longest path prefix; a request no route matches
 	// gets 404.
@@ -69,11 +72,17 @@ func (s *site) route(path string) *route {
 }
 
 // router finds the site of a host: exact names by map lookup, then
-// wildcards by a map lookup of the host's parent domain.
+// wildcards by a map lookup of the host's parent domain, then the
+// catch-all.
 type router struct {
 	exact    map[string]*site
 	wildcard map[string]*site // "example.com" for "*.example.com"
+	catchAll *site            // the site of "*", nil for none
 }
+
+// catchAllHost is the host pattern that matches every host no other
+// pattern matches.
+const catchAllHost = "*"
 
 // lookup returns the site for a Host header value, or nil.
 func (rt *router) lookup(hostport string) *site {
@@ -83,14 +92,26 @@ func (rt *router) lookup(hostport string) *site {
 	}
 	if len(rt.wildcard) > 0 {
 		if i := strings.IndexByte(host, '.'); i > 0 {
-			return rt.wildcard[host[i+1:]]
+			if s, ok := rt.wildcard[host[i+1:]]; ok {
+				return s
+			}
 		}
 	}
-	return nil
+	if host == "" {
+		return nil
+	}
+	return rt.catchAll
 }
 
 // add registers a host pattern for s.
 func (rt *router) add(pattern string, s *site) error {
+	if pattern == catchAllHost {
+		if rt.catchAll != nil {
+			return fmt.Errorf("site %q: host %q already belongs to site %q", s.name, pattern, rt.catchAll.name)
+		}
+		rt.catchAll = s
+		return nil
+	}
 	p := normalizePattern(pattern)
 	m := rt.exact
 	if rest, ok := strings.CutPrefix(p, "*."); ok {
@@ -177,15 +198,23 @@ func asciiLower(s string) string {
 	return s
 }
 
-// MatchHost reports whether host matches pattern: an exact name or a
+// MatchHost reports whether host matches pattern: an exact name, a
 // wildcard "*.example.com", which matches exactly one more label
-// ("a.example.com", not "example.com" nor "a.b.example.com"). The comparison
-// ignores ASCII case, a port on host and a trailing dot. It agrees with the
-// routing of New. Safe for concurrent use.
+// ("a.example.com", not "example.com" nor "a.b.example.com"), or the
+// catch-all "*", which matches every non-empty host. The comparison ignores
+// ASCII case, a port on host and a trailing dot. It agrees with the routing
+// of New for one pattern alone; among several sites the catch-all's site
+// gets only the hosts no other site matches. Safe for concurrent use.
 func MatchHost(pattern, host string) bool {
 	h := normalizeHost(host)
+	if h == "" {
+		return false
+	}
+	if pattern == catchAllHost {
+		return true
+	}
 	p := normalizePattern(pattern)
-	if h == "" || p == "" {
+	if p == "" {
 		return false
 	}
 	if rest, ok := strings.CutPrefix(p, "*."); ok {

@@ -29,6 +29,13 @@ func TestMatchHost(t *testing.T) {
 		{"", "", false},
 		{"::1", "[::1]:443", true},
 		{"10.0.0.1", "10.0.0.1:80", true},
+		{"*", "anything.example.org", true},
+		{"*", "Other.COM:8443", true},
+		{"*", "10.0.0.1", true},
+		{"*", "", false},
+		{"*", ":443", false},
+		{"*.", "a.", false},
+		{"**", "a", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.pattern+"/"+tc.host, func(t *testing.T) {
@@ -37,6 +44,67 @@ func TestMatchHost(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCatchAll: the site of "*" answers every host that no exact name and
+// no wildcard matches, and only those.
+func TestCatchAll(t *testing.T) {
+	exact := newBackend(t, "exact")
+	wild := newBackend(t, "wild")
+	any := newBackend(t, "any")
+	cfg := Config{
+		Sites: []SiteConfig{
+			{Name: "*", Hosts: []string{"*"}, Routes: []RouteConfig{{Path: "/", Pool: "any"}}},
+			{Name: "example.com", Hosts: []string{"example.com"}, Routes: []RouteConfig{{Path: "/", Pool: "exact"}}},
+			{Name: "*.example.com", Hosts: []string{"*.example.com"}, Routes: []RouteConfig{{Path: "/", Pool: "wild"}}},
+		},
+		Pools: []PoolConfig{
+			{Name: "exact", Backends: []*url.URL{exact.url}},
+			{Name: "wild", Backends: []*url.URL{wild.url}},
+			{Name: "any", Backends: []*url.URL{any.url}},
+		},
+	}
+	h := newHandler(t, cfg)
+	tests := []struct {
+		name, host  string
+		https       bool
+		wantCode    int
+		wantBackend string
+	}{
+		{"exact wins", "example.com", true, 200, "exact"},
+		{"wildcard wins", "www.example.com", true, 200, "wild"},
+		{"two labels below the wildcard", "a.b.example.com", true, 200, "any"},
+		{"other name", "customer.example.net", true, 200, "any"},
+		{"other name with port and case", "Customer.Example.NET:8443", true, 200, "any"},
+		{"ip literal", "192.0.2.1", true, 200, "any"},
+		{"plain http", "customer.example.net", false, 200, "any"},
+		{"no host", "", true, 421, ""},
+		{"no host http", "", false, 404, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var hh http.Handler = h
+			if !tc.https {
+				hh = h.HTTPHandler()
+			}
+			w := serve(hh, "GET", "http://placeholder/", func(r *http.Request) { r.Host = tc.host })
+			if w.Code != tc.wantCode {
+				t.Fatalf("code = %d, want %d", w.Code, tc.wantCode)
+			}
+			if got := w.Header().Get("X-Backend"); got != tc.wantBackend {
+				t.Errorf("backend = %q, want %q", got, tc.wantBackend)
+			}
+		})
+	}
+
+	t.Run("twice", func(t *testing.T) {
+		bad := cfg
+		bad.Sites = append(slices.Clone(cfg.Sites), SiteConfig{Name: "again", Hosts: []string{"*"}, Routes: []RouteConfig{{Path: "/", Pool: "any"}}})
+		_, err := New(t.Context(), bad)
+		if err == nil || !strings.Contains(err.Error(), `host "*" already belongs to site "*"`) {
+			t.Fatalf("err = %v, want the catch-all listed twice", err)
+		}
+	})
 }
 
 func TestRouting(t *testing.T) {

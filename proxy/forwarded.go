@@ -26,12 +26,14 @@ var clientIPHeaders = [...]string{
 //
 // From a peer that is not in TrustedProxies: X-Forwarded-For, -Host and
 // -Proto are edge's own, the headers of clientIPHeaders are dropped,
-// X-Real-IP is the connection's remote IP and Forwarded stays dropped.
+// X-Real-IP is the connection's remote IP (clientAddr) and Forwarded stays
+// dropped.
 //
 // From a trusted proxy: its X-Forwarded-For chain is appended to, its
 // X-Forwarded-Proto, X-Forwarded-Host, Forwarded (RFC 7239, passed on as
 // sent: edge's own hop is in X-Forwarded-For) and client-IP headers are
-// kept; X-Real-IP, when the proxy sent none, is computed by realIP.
+// kept; X-Real-IP, when the proxy sent none, is the client address
+// (clientAddr).
 func (h *Handler) setForwarded(pr *httputil.ProxyRequest) {
 	in, out := pr.In, pr.Out.Header
 	if !h.trustedPeer(in.RemoteAddr) {
@@ -39,7 +41,7 @@ func (h *Handler) setForwarded(pr *httputil.ProxyRequest) {
 		for _, k := range clientIPHeaders {
 			delete(out, k)
 		}
-		if ip, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
+		if ip := h.clientAddr(in); ip != "" {
 			out["X-Real-Ip"] = []string{ip}
 		}
 		return
@@ -56,10 +58,26 @@ func (h *Handler) setForwarded(pr *httputil.ProxyRequest) {
 		}
 	}
 	if v := out["X-Real-Ip"]; len(v) == 0 || v[0] == "" {
-		if ip := h.realIP(in); ip != "" {
+		if ip := h.clientAddr(in); ip != "" {
 			out["X-Real-Ip"] = []string{ip}
 		}
 	}
+}
+
+// clientAddr returns the address of the client that sent r, the one place
+// that decides it: for ip_hash, the rate limits, the access log and
+// X-Real-IP. When the TCP peer (r.RemoteAddr) is a trusted proxy it is
+// realIP's answer from X-Forwarded-For; otherwise, or when that yields
+// nothing, the peer's IP (r.RemoteAddr as is when it has no port). Behind a
+// PROXY-protocol balancer r.RemoteAddr already is the client. It allocates
+// only for an X-Forwarded-For entry with a port.
+func (h *Handler) clientAddr(r *http.Request) string {
+	if h.trustedPeer(r.RemoteAddr) {
+		if ip := h.realIP(r); ip != "" {
+			return ip
+		}
+	}
+	return clientHost(r)
 }
 
 // realIP returns the client address of r, which comes from a trusted proxy:

@@ -25,6 +25,12 @@ type Config struct {
 	// X-Cluster-Client-IP) are believed and kept. From any other peer they
 	// are replaced or dropped, and X-Real-IP is set to the peer's address.
 	// See setForwarded.
+	//
+	// They also decide a request's client address, the one ip_hash, the
+	// sites' rate limits, the access log and X-Real-IP use: from a trusted
+	// peer, the rightmost X-Forwarded-For address that is not itself a
+	// trusted proxy (the leftmost when all are); from any other peer, the
+	// peer's IP. Nil trusts no one.
 	TrustedProxies []netip.Prefix
 	// State holds what outlives a configuration: backends' health,
 	// ejection and in-flight counts, balancing positions. Give every Handler
@@ -362,6 +368,7 @@ func (h *Handler) answer(w http.ResponseWriter, r *http.Request, s *site, code i
 // "" leaves the backend's.
 func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site, hsts string) {
 	start := time.Now()
+	client := h.clientAddr(r)
 	if r.Method == http.MethodConnect {
 		// Not a forward proxy. (Extended CONNECT, RFC 8441, is not enabled
 		// on net/http's HTTP/2 server.)
@@ -390,7 +397,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site, hsts st
 	}
 
 	rec := h.recorders.Get().(*recorder)
-	rec.ResponseWriter, rec.hsts = w, hsts
+	rec.ResponseWriter, rec.hsts, rec.client = w, hsts, client
 	if h.writeTO > 0 && r.ProtoMajor == 1 {
 		rec.writeTO = h.writeTO
 	}
@@ -442,7 +449,7 @@ func (h *Handler) finish(rec *recorder, r *http.Request, s *site, rt *route, sta
 			slog.String(logKeySite, s.name), slog.String(logKeyPath, r.URL.Path))
 	case code == http.StatusRequestTimeout:
 		h.log.LogAttrs(r.Context(), slog.LevelInfo, "request body read timed out",
-			slog.String(logKeySite, s.name), slog.String(logKeyPath, r.URL.Path), slog.String(logKeyRemote, r.RemoteAddr))
+			slog.String(logKeySite, s.name), slog.String(logKeyPath, r.URL.Path), slog.String(logKeyRemote, h.clientAddr(r)))
 	case code >= 500 && !errors.Is(rec.err, ErrNoUpstream):
 		backend := ""
 		if rec.up != nil {
@@ -541,6 +548,6 @@ func (h *Handler) account(r *http.Request, stats *requestStats, siteName string,
 		slog.Duration(logKeyDuration, d),
 		slog.String(logKeyBackend, backend),
 		slog.Int64(logKeyBytes, bytes),
-		slog.String(logKeyRemote, r.RemoteAddr),
+		slog.String(logKeyRemote, h.clientAddr(r)),
 	)
 }

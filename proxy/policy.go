@@ -203,14 +203,16 @@ func (Random) String() string { return "random" }
 
 // IPHash maps a client address to a backend by rendezvous (highest random
 // weight) hashing, so a client keeps its backend and only the clients of a
-// backend that goes away move. The client is the connection's remote
-// address: behind another load balancer every client looks the same. The
+// backend that goes away move. In a Handler the client is the address the
+// Handler determined (from X-Forwarded-For when the peer is one of
+// Config.TrustedProxies, see Config.TrustedProxies), which it offers through
+// w; given any other w (or nil) it is the connection's remote address. The
 // zero value is ready and safe for concurrent use.
 type IPHash struct{}
 
 // Select implements Selector.
-func (IPHash) Select(pool []*Upstream, r *http.Request, _ http.ResponseWriter) *Upstream {
-	key := hashString(clientHost(r))
+func (IPHash) Select(pool []*Upstream, r *http.Request, w http.ResponseWriter) *Upstream {
+	key := hashString(requestClient(r, w))
 	var best *Upstream
 	var bestW uint64
 	for _, u := range pool {
@@ -287,6 +289,26 @@ func (First) Select(pool []*Upstream, _ *http.Request, _ http.ResponseWriter) *U
 
 // String returns the policy name, "first".
 func (First) String() string { return "first" }
+
+// clientAddresser is the optional ability of the ResponseWriter a Handler
+// gives a Selector (its recorder): it knows the client's address, as
+// Handler.clientAddr determined it.
+type clientAddresser interface {
+	clientAddr() string
+}
+
+var _ clientAddresser = (*recorder)(nil)
+
+// requestClient returns the client address of r: w's when w knows it, else
+// the host part of r.RemoteAddr.
+func requestClient(r *http.Request, w http.ResponseWriter) string {
+	if c, ok := w.(clientAddresser); ok {
+		if a := c.clientAddr(); a != "" {
+			return a
+		}
+	}
+	return clientHost(r)
+}
 
 // clientHost returns the host part of r.RemoteAddr without allocating.
 func clientHost(r *http.Request) string {

@@ -27,7 +27,11 @@ type recorder struct {
 	// write (HTTP/1.x).
 	writeTO time.Duration
 	body    *watchedBody // the request body, nil when there is none
+	client  string       // the client's address (Handler.clientAddr)
 }
+
+// clientAddr implements clientAddresser for IPHash.
+func (r *recorder) clientAddr() string { return r.client }
 
 var _ http.Hijacker = (*recorder)(nil)
 

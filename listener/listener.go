@@ -271,11 +271,13 @@ func (l *listener) trusted(a netip.Addr) bool {
 
 // refuse closes nc with nothing written, counts it and logs it at Debug.
 func (l *listener) refuse(nc net.Conn, r reason, remote net.Addr, err error) {
-	if tc, ok := nc.(*net.TCPConn); ok {
-		tc.SetLinger(0) // reset, no TIME_WAIT for a refused connection
-	}
-	nc.Close()
 	l.stats.refused(r)
+	defer func() {
+		if tc, ok := nc.(*net.TCPConn); ok {
+			tc.SetLinger(0) // reset, no TIME_WAIT for a refused connection
+		}
+		nc.Close()
+	}()
 	ctx := context.Background()
 	if !l.log.Enabled(ctx, slog.LevelDebug) {
 		return

@@ -31,7 +31,9 @@ type server struct {
 	done  chan struct{}
 }
 
-func newServer(t *testing.T, o Options) *server {
+// wrap wraps a new listener on 127.0.0.1 with o, metrics included, and
+// closes it when the test ends.
+func wrap(t *testing.T, o Options) (net.Listener, *Metrics) {
 	t.Helper()
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -43,7 +45,15 @@ func newServer(t *testing.T, o Options) *server {
 	if o.Name == "" {
 		o.Name = "test"
 	}
-	s := &server{ln: Wrap(inner, o), conns: make(chan net.Conn, 64), m: o.Metrics, done: make(chan struct{})}
+	ln := Wrap(inner, o)
+	t.Cleanup(func() { ln.Close() })
+	return ln, o.Metrics
+}
+
+func newServer(t *testing.T, o Options) *server {
+	t.Helper()
+	ln, m := wrap(t, o)
+	s := &server{ln: ln, conns: make(chan net.Conn, 64), m: m, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		for {

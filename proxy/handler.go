@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -68,6 +69,7 @@ type Config struct {
 type Handler struct {
 	router    router
 	poolList  []*pool
+	limiters  []limiterKey // the rate-limit tables taken from state
 	state     *State
 	covers    func(serverName, host string) bool
 	writeTO   time.Duration
@@ -125,10 +127,21 @@ func Check(cfg Config) error {
 	if err != nil {
 		return err
 	}
+	h.release()
+	return nil
+}
+
+// release gives the pools' and the sites' entries back to the State and
+// drops the pools' idle connections.
+func (h *Handler) release() {
 	for _, p := range h.poolList {
+		p.transport.CloseIdleConnections()
 		p.release(h.state)
 	}
-	return nil
+	for _, k := range h.limiters {
+		h.state.releaseLimiter(k)
+	}
+	h.limiters = nil
 }
 
 // build makes the handler tree of cfg; its pools hold their entries in the
@@ -183,6 +196,11 @@ func build(cfg Config) (*Handler, error) {
 			errs = append(errs, err)
 			continue
 		}
+		if s.rate.Events > 0 {
+			k := limiterKey{site: s.name, rate: s.rate}
+			s.limiter = h.state.acquireLimiter(k)
+			h.limiters = append(h.limiters, k)
+		}
 		for _, host := range sc.Hosts {
 			if err := h.router.add(host, s); err != nil {
 				errs = append(errs, err)
@@ -190,10 +208,7 @@ func build(cfg Config) (*Handler, error) {
 		}
 	}
 	if len(errs) > 0 {
-		for _, p := range h.poolList {
-			p.transport.CloseIdleConnections()
-			p.release(h.state)
-		}
+		h.release()
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
 	}
 	return h, nil
@@ -228,9 +243,10 @@ func (h *Handler) start(ctx context.Context) {
 }
 
 // Close stops the health checks and waits for them, drops idle backend
-// connections and gives the pools' entries back to the State (a backend no
-// other open Handler lists leaves it, with its metric series). Requests in
-// flight finish. Safe to call more than once.
+// connections and gives the pools' and sites' entries back to the State (a
+// backend no other open Handler lists leaves it, with its metric series; so
+// do rate-limit buckets). Requests in flight finish. Safe to call more than
+// once.
 func (h *Handler) Close() {
 	h.closeOnce.Do(func() {
 		h.cancel()
@@ -238,10 +254,7 @@ func (h *Handler) Close() {
 		if h.metrics != nil {
 			h.metrics.up.remove(h)
 		}
-		for _, p := range h.poolList {
-			p.transport.CloseIdleConnections()
-			p.release(h.state)
-		}
+		h.release()
 	})
 }
 
@@ -369,6 +382,13 @@ func (h *Handler) answer(w http.ResponseWriter, r *http.Request, s *site, code i
 func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site, hsts string) {
 	start := time.Now()
 	client := h.clientAddr(r)
+	if s.limiter != nil {
+		if d := s.limiter.delay(client, start); d > 0 {
+			w.Header()["Retry-After"] = []string{strconv.FormatInt(retryAfter(d), 10)}
+			h.answer(w, r, s, http.StatusTooManyRequests)
+			return
+		}
+	}
 	if r.Method == http.MethodConnect {
 		// Not a forward proxy. (Extended CONNECT, RFC 8441, is not enabled
 		// on net/http's HTTP/2 server.)

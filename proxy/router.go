@@ -30,6 +30,13 @@ type SiteConfig struct {
 	// RedirectHTTP makes the plain-HTTP handler answer 308 to https instead
 	// of proxying.
 	RedirectHTTP bool
+	// Rate limits each client address's requests to the site, on both
+	// listeners, before routing: 429 beyond it (counted in
+	// edge_http_requests_total with pool=""). Redirects to https are not
+	// limited. The zero value limits nothing. The buckets live in the
+	// Config's State and survive a reload that keeps the site's Name and
+	// Rate.
+	Rate RateLimit
 }
 
 // RouteConfig sends requests whose path starts with Path to the pool named
@@ -52,6 +59,8 @@ type site struct {
 	redirectHTTP bool
 	routes       []*route // longest prefix first
 	stats        *requestStats
+	rate         RateLimit  // resolved
+	limiter      *rateTable // nil without a rate limit
 }
 
 type route struct {
@@ -130,6 +139,10 @@ func (rt *router) add(pattern string, s *site) error {
 // newSite builds the runtime site for c; pools resolves pool names.
 func newSite(c SiteConfig, pools map[string]*pool, m *Metrics) (*site, error) {
 	s := &site{name: c.Name, redirectHTTP: c.RedirectHTTP}
+	var err error
+	if s.rate, err = c.Rate.resolve(); err != nil {
+		return nil, fmt.Errorf("site %q: %w", c.Name, err)
+	}
 	if c.HSTS > 0 {
 		s.hsts = "max-age=" + strconv.Itoa(c.HSTS)
 	}

@@ -7,7 +7,8 @@ import (
 
 // State is the part of the proxy that describes the world rather than a
 // configuration: each backend's health verdict, passive ejection, in-flight
-// count and failure count, and each pool's balancing position. The process
+// count and failure count, each pool's balancing position, and each site's
+// rate-limit buckets. The process
 // keeps one State for its whole life and gives it to every Handler it builds
 // (Config.State); a reload that keeps a pool keeps its backends as they were,
 // so a backend that is down stays out of rotation.
@@ -15,11 +16,27 @@ import (
 // State is keyed by pool name and backend URL. A backend lives in it as long
 // as at least one open Handler lists it: when the last Handler that lists it
 // is closed, its entry and its metric series (edge_backend_requests_total,
-// edge_backend_failures_total) are removed. Build a State with NewState; it is
-// safe for concurrent use.
+// edge_backend_failures_total) are removed. A site's rate-limit buckets are
+// keyed by site name and RateLimit: a reload that keeps both keeps every
+// client's bucket; one that changes the site's RateLimit starts it afresh.
+// Build a State with NewState; it is safe for concurrent use.
 type State struct {
-	mu    sync.Mutex
-	pools map[string]*poolState
+	mu       sync.Mutex
+	pools    map[string]*poolState
+	limiters map[limiterKey]*limiterState
+}
+
+// limiterKey names the rate-limit table of a site.
+type limiterKey struct {
+	site string
+	rate RateLimit // resolved
+}
+
+// limiterState is a site's rate-limit table and the open Handlers that use
+// it.
+type limiterState struct {
+	refs  int
+	table *rateTable
 }
 
 // poolState is what a State keeps of one pool.
@@ -49,7 +66,33 @@ type backendState struct {
 
 // NewState returns an empty State.
 func NewState() *State {
-	return &State{pools: make(map[string]*poolState)}
+	return &State{pools: make(map[string]*poolState), limiters: make(map[limiterKey]*limiterState)}
+}
+
+// acquireLimiter returns the rate-limit table of k, creating it, and counts
+// one more Handler that uses it.
+func (s *State) acquireLimiter(k limiterKey) *rateTable {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ls := s.limiters[k]
+	if ls == nil {
+		ls = &limiterState{table: newRateTable(k.rate, maxRateClients)}
+		s.limiters[k] = ls
+	}
+	ls.refs++
+	return ls.table
+}
+
+// releaseLimiter undoes acquireLimiter; the table of k goes when no open
+// Handler uses it.
+func (s *State) releaseLimiter(k limiterKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ls := s.limiters[k]; ls != nil {
+		if ls.refs--; ls.refs <= 0 {
+			delete(s.limiters, k)
+		}
+	}
 }
 
 // acquire returns the pool's state, creating it, and counts one more Handler

@@ -197,4 +197,3 @@ func readN(t *testing.T, c net.Conn, n int) string {
 	c.SetReadDeadline(time.Time{})
 	return string(b)
 }
-

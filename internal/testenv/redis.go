@@ -152,7 +152,7 @@ func PingRedis(addr string) error {
 	if err != nil {
 		return err
 	}
-	if !strings.HasPrefix(line, "+PONG") {
+	if !strings.HasPrefix(line, "+PONG") && !strings.HasPrefix(line, "-NOAUTH") { // NOAUTH: up, with requirepass
 		return fmt.Errorf("redis %s: unexpected reply %q to PING", addr, line)
 	}
 	return nil

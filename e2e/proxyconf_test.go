@@ -32,6 +32,8 @@ type pSite struct {
 	pool  string // "" is "web"
 	hsts  int    // 0: leave the key out
 	dns   string // provider name under acme.dns ("lan"); "" is HTTP-01
+	plain bool   // redirect_http: false (plain HTTP is proxied too)
+	rate  string // sites[].rate, "" leaves it out
 }
 
 // pPool is one pools: entry with active and passive health checks.
@@ -84,6 +86,12 @@ func (c pConf) yaml() string {
 		}
 		if s.dns != "" {
 			fmt.Fprintf(&b, "    dns: %s\n", s.dns)
+		}
+		if s.plain {
+			b.WriteString("    redirect_http: false\n")
+		}
+		if s.rate != "" {
+			fmt.Fprintf(&b, "    rate: %q\n", s.rate)
 		}
 		pool := s.pool
 		if pool == "" {

@@ -1,6 +1,7 @@
 package listener
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -22,8 +23,7 @@ var fuzzListeners struct {
 
 // startFuzzListeners starts, once per process, two wrapped listeners
 // (header required, header optional) that answer every accepted
-// connection, once its client has finished sending, with "OK " and its
-// RemoteAddr.
+// connection with "OK " and its RemoteAddr.
 func startFuzzListeners(f *testing.F) {
 	fuzzListeners.once.Do(func() {
 		fuzzListeners.failed = make(chan string, 1)
@@ -48,11 +48,15 @@ func startFuzzListeners(f *testing.F) {
 	})
 }
 
+// answer writes the line at once, waits for the client to finish sending,
+// then resets the connection: no side keeps it in TIME_WAIT, which a long
+// fuzz run would fill the port range with.
 func answer(c net.Conn) {
-	defer c.Close()
 	c.SetDeadline(time.Now().Add(2 * time.Second))
-	io.Copy(io.Discard, c)
 	io.WriteString(c, "OK "+c.RemoteAddr().String()+"\n")
+	io.Copy(io.Discard, c)
+	c.(*Conn).NetConn().(*net.TCPConn).SetLinger(0)
+	c.Close()
 }
 
 // FuzzProxyHeader feeds arbitrary bytes as the start of a connection from
@@ -89,14 +93,14 @@ func fuzzOne(t *testing.T, addr string, data []byte) {
 		return // refused while writing
 	}
 	c.CloseWrite()
-	got, err := io.ReadAll(c)
+	got, err := bufio.NewReader(c).ReadString('\n')
 	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
 		t.Fatalf("no answer and no refusal after %v", fuzzHeaderTimeout+3*time.Second)
 	}
 	if len(got) == 0 {
 		return // refused
 	}
-	line, ok := strings.CutPrefix(string(got), "OK ")
+	line, ok := strings.CutPrefix(got, "OK ")
 	if !ok || !strings.HasSuffix(line, "\n") {
 		t.Fatalf("answer %q", got)
 	}

@@ -82,7 +82,8 @@ func checkErrors(t *testing.T, data []byte, err error) {
 	if n := len(*errs); n > maxErrors+1 {
 		t.Errorf("%d errors, more than maxErrors+1 (%d)", n, maxErrors+1)
 	}
-	lines := bytes.Count(data, []byte("\n")) + 1
+	// YAML breaks lines at LF, CRLF and a lone CR (YAML 1.2 section 5.4).
+	lines := bytes.Count(data, []byte("\n")) + bytes.Count(data, []byte("\r")) - bytes.Count(data, []byte("\r\n")) + 1
 	for _, e := range *errs {
 		if e == nil {
 			t.Fatal("nil *Error in *Errors")

@@ -193,8 +193,6 @@ func (v *validator) notBuilt() {
 		return
 	}
 	c := v.c
-	v.refuse(c.Limits.MaxConnsPerIP > 0, "limits.max_conns_per_ip", "limits.max_conns_per_ip: not implemented in this build; set it to 0")
-	v.refuse(c.ProxyProtocol != nil, "proxy_protocol", "proxy_protocol: not implemented in this build; remove the key")
 	v.refuse(c.Limits.Rate != "", "limits.rate", "limits.rate: not implemented in this build; remove the key")
 	for i, s := range c.Sites {
 		v.refuse(s.Rate != "", fmt.Sprintf("sites[%d].rate", i), "rate: not implemented in this build; remove the key")

@@ -271,8 +271,12 @@ func TestNotBuilt(t *testing.T) {
 		{"catch-all without on_demand", `sites: [{hosts: ["*"], routes: [{path: /, pool: web}]}]
 pools: {web: {backends: ["http://127.0.0.1:8080"]}}`,
 			[]string{`1:18: the catch-all host "*" needs on_demand`}},
-		{"proxy_protocol", `proxy_protocol: {from: [10.0.0.5/32]}` + base,
-			[]string{`1:17: proxy_protocol: not implemented in this build; remove the key`}},
+		{"proxy_protocol", `proxy_protocol: {from: [10.0.0.5/32, "10.0.0.0/33", nope]}` + base,
+			[]string{`1:38: invalid address "10.0.0.0/33"`, `1:53: invalid address "nope"`}},
+		{"proxy_protocol without from", `proxy_protocol: {optional: true}` + base,
+			[]string{`1:17: proxy_protocol needs from`}},
+		{"limits.rate", `limits: {rate: "fast", max_conns_per_ip: -1}` + base,
+			[]string{`1:16: limits.rate: not implemented in this build`, `1:42: must not be negative`}},
 		{"exports", `
 exports:
   - {name: pem, type: pem_dri}
@@ -284,8 +288,7 @@ pools: {web: {backends: ["http://127.0.0.1:8080"]}}
 `, []string{`3:23: unknown export type "pem_dri": expected one of pem_dir, pfx_dir, smb, sftp, exec, azure_keyvault (did you mean "pem_dir"?)`,
 			`6:20: export "ccs" is not defined in exports`}},
 		{"empty exports", `exports: []` + base, nil},
-		{"max_conns_per_ip", `limits: {max_conns_per_ip: 10}` + base,
-			[]string{`1:28: limits.max_conns_per_ip: not implemented in this build; set it to 0`}},
+		{"max_conns_per_ip", `limits: {max_conns_per_ip: 10}` + base, nil},
 		{"max_conns_per_ip of the wrong type", `limits: {max_conns_per_ip: many}` + base,
 			[]string{`1:28: expected an integer, got "many"`}},
 		{"on_demand of the wrong type", `on_demand: yes` + base,
@@ -297,9 +300,9 @@ pools: {web: {backends: ["http://127.0.0.1:8080"]}}
 		})
 	}
 	t.Run("built in code", func(t *testing.T) {
-		c := &Config{ProxyProtocol: &ProxyProtocol{From: []string{"10.0.0.5"}}, OnDemand: &OnDemand{Ask: "http://app/ok"}}
+		c := &Config{Limits: Limits{Rate: "10/s"}, OnDemand: &OnDemand{Ask: "http://app/ok"}}
 		c.ApplyDefaults()
-		if err := c.Validate(); err == nil || err.Error() != "proxy_protocol: not implemented in this build; remove the key" {
+		if err := c.Validate(); err == nil || err.Error() != "limits.rate: not implemented in this build; remove the key" {
 			t.Errorf("Validate() = %v", err)
 		}
 	})

@@ -28,6 +28,7 @@ import (
 	"github.com/farmedge/edge/challenge"
 	"github.com/farmedge/edge/config"
 	"github.com/farmedge/edge/export"
+	"github.com/farmedge/edge/listener"
 	"github.com/farmedge/edge/proxy"
 	"github.com/farmedge/edge/tlsmgr"
 	"github.com/farmedge/edge/tlsmgr/redisstore"
@@ -361,6 +362,26 @@ func buildProxy(cfg *config.Config) (proxy.Config, error) {
 	return pc, errors.Join(errs...)
 }
 
+// buildProxyProtocol translates proxy_protocol into the public listeners'
+// options (nil: off).
+func buildProxyProtocol(cfg *config.Config) (listener.Options, error) {
+	pp := cfg.ProxyProtocol
+	if pp == nil {
+		return listener.Options{}, nil
+	}
+	o := listener.Options{ProxyOptional: pp.Optional, HeaderTimeout: pp.Timeout}
+	var errs []error
+	for i, f := range pp.From {
+		pfx, err := parsePrefix(f)
+		if err != nil {
+			errs = append(errs, cfg.ErrorAt(fmt.Sprintf("proxy_protocol.from[%d]", i), "%v", err))
+			continue
+		}
+		o.ProxyFrom = append(o.ProxyFrom, pfx)
+	}
+	return o, errors.Join(errs...)
+}
+
 // parsePrefix accepts a CIDR or a bare address.
 func parsePrefix(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
@@ -393,6 +414,9 @@ func buildPlan(cfg *config.Config) (*plan, error) {
 	var errs []error
 	if _, err := buildPeers(cfg.Cluster, nil); err != nil {
 		errs = append(errs, cfg.ErrorAt("cluster", "%v", err))
+	}
+	if _, err := buildProxyProtocol(cfg); err != nil {
+		errs = append(errs, err)
 	}
 	pc, err := buildProxy(cfg)
 	if err != nil {

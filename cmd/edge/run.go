@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,7 @@ import (
 	"github.com/farmedge/edge/challenge"
 	"github.com/farmedge/edge/config"
 	"github.com/farmedge/edge/export"
+	"github.com/farmedge/edge/listener"
 	"github.com/farmedge/edge/proxy"
 	"github.com/farmedge/edge/tlsmgr"
 	"github.com/farmedge/edge/tlsmgr/redisstore"
@@ -56,6 +58,10 @@ type server struct {
 	tm       *tlsmgr.Manager
 	pstate   *proxy.State
 	emetrics *export.Metrics
+	// conns counts the public listeners' connections per client address;
+	// apply sets its cap (limits.max_conns_per_ip).
+	conns    *listener.ConnLimiter
+	lmetrics *listener.Metrics
 	// disp delivers certificates to export targets; made with the storage
 	// by the first apply, run until close.
 	disp     *export.Dispatcher
@@ -122,7 +128,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	defer signal.Stop(s.hup)
 	// Open the sockets before any order starts, so the CA's first
 	// validation request queues in the backlog instead of being refused.
-	lns, err := listen(cfg)
+	lns, err := s.listen(cfg)
 	if err != nil {
 		return err
 	}
@@ -185,6 +191,10 @@ func newServer(path string, logger *zap.Logger, node string) (*server, error) {
 	if s.emetrics, err = export.NewMetrics(s.reg); err != nil {
 		return nil, err
 	}
+	if s.lmetrics, err = listener.NewMetrics(s.reg); err != nil {
+		return nil, err
+	}
+	s.conns = listener.NewConnLimiter(0)
 	tmetrics, err := tlsmgr.NewMetrics(s.reg)
 	if err != nil {
 		return nil, err
@@ -226,6 +236,7 @@ func (s *server) apply(ctx context.Context, cfg *config.Config) error {
 			return cfg.ErrorAt("storage", "%v", err)
 		}
 	}
+	s.conns.SetMax(cfg.Limits.MaxConnsPerIP)
 	pc := pl.proxy
 	pc.State, pc.Metrics, pc.Logger = s.pstate, s.pmetrics, s.slog
 	pc.AccessLog = pc.AccessLog && s.slog != nil
@@ -364,8 +375,10 @@ func (s *server) reload(ctx context.Context, why string, data []byte) {
 			err = cfg.ErrorAt("listen", "listen addresses changed: restart edge to apply them")
 		case cfg.Admin.Listen != old.Admin.Listen:
 			err = cfg.ErrorAt("admin.listen", "admin.listen changed: restart edge to apply it")
+		case !reflect.DeepEqual(cfg.ProxyProtocol, old.ProxyProtocol):
+			err = cfg.ErrorAt("proxy_protocol", "proxy_protocol changed: restart edge to apply it (the listeners take it at start)")
 		}
-		if cfg.Limits != old.Limits {
+		if serverLimits(cfg.Limits) != serverLimits(old.Limits) {
 			s.logger.Warn("limits changed: restart edge to apply them", zap.String("at", cfg.ErrorAt("limits", "here").Error()))
 		}
 		if cfg.Log.Level != old.Log.Level || cfg.Log.Format != old.Log.Format {
@@ -385,16 +398,32 @@ func (s *server) reload(ctx context.Context, why string, data []byte) {
 	s.logger.Info("reloaded", zap.String("trigger", why))
 }
 
+// serverLimits are the limits the http.Servers take at start; the others
+// (rates, write_timeout, max_conns_per_ip) apply on reload.
+func serverLimits(l config.Limits) [4]int64 {
+	return [4]int64{int64(l.ReadHeaderTimeout), int64(l.ReadTimeout), int64(l.IdleTimeout), int64(l.MaxHeaderBytes)}
+}
+
 func (s *server) reloadFailed(why string, err error) {
 	s.reloadOK.Set(0)
 	s.logger.Error("reload failed; keeping the running config", zap.String("config", s.path), zap.String("trigger", why), zap.Error(err))
 }
 
 // listen opens the http, https and admin sockets, in that order.
-func listen(cfg *config.Config) ([]net.Listener, error) {
+// listen opens the http, https and admin sockets. The public two take
+// the PROXY protocol from proxy_protocol.from and count connections per
+// client address (limits.max_conns_per_ip) before TLS or HTTP see them.
+func (s *server) listen(cfg *config.Config) ([]net.Listener, error) {
+	pp, err := buildProxyProtocol(cfg)
+	if err != nil {
+		return nil, err
+	}
 	var lns []net.Listener
-	for _, l := range []struct{ name, addr string }{
-		{"http", cfg.Listen.HTTP}, {"https", cfg.Listen.HTTPS}, {"admin", cfg.Admin.Listen},
+	for _, l := range []struct {
+		name, addr string
+		public     bool
+	}{
+		{"http", cfg.Listen.HTTP, true}, {"https", cfg.Listen.HTTPS, true}, {"admin", cfg.Admin.Listen, false},
 	} {
 		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
@@ -403,13 +432,19 @@ func listen(cfg *config.Config) ([]net.Listener, error) {
 			}
 			return nil, fmt.Errorf("listening for %s on %s: %w", l.name, l.addr, err)
 		}
+		if l.public {
+			o := pp
+			o.Name, o.Limiter, o.Metrics = l.name, s.conns, s.lmetrics
+			o.Logger = s.slog.With("component", "listener")
+			ln = listener.Wrap(ln, o)
+		}
 		lns = append(lns, ln)
 	}
 	return lns, nil
 }
 
-// listener is one of edge's three HTTP servers.
-type listener struct {
+// httpServer is one of edge's three HTTP servers.
+type httpServer struct {
 	name  string
 	srv   *http.Server
 	tls   bool
@@ -450,7 +485,7 @@ func (n *newConns) closeNew() {
 
 // servers builds the http, https and admin servers, in the order listen
 // opened their sockets. Handlers read the current generation per request.
-func (s *server) servers(cfg *config.Config) []listener {
+func (s *server) servers(cfg *config.Config) []httpServer {
 	errLog := zap.NewStdLog(s.logger.Named("http").WithOptions(zap.IncreaseLevel(zap.WarnLevel)))
 	lim := cfg.Limits
 	newServer := func(h http.Handler) *http.Server {
@@ -485,7 +520,7 @@ func (s *server) servers(cfg *config.Config) []listener {
 			"locks":        s.locks,
 		},
 	}))
-	lns := []listener{{name: "http", srv: httpSrv}, {name: "https", srv: httpsSrv, tls: true}, {name: "admin", srv: adminSrv}}
+	lns := []httpServer{{name: "http", srv: httpSrv}, {name: "https", srv: httpsSrv, tls: true}, {name: "admin", srv: adminSrv}}
 	for i := range lns {
 		lns[i].conns = &newConns{m: map[net.Conn]struct{}{}}
 		lns[i].srv.ConnState = lns[i].conns.track

@@ -20,6 +20,7 @@ vet:
 test: deps vet
 	@$(GO) test -race ./proxy/... ./tlsmgr/... ./challenge/...
 	@$(GO) test -count=1 -timeout 12m ./...
+	@scripts/fuzz
 
 bench: deps build
 	@bench/run

@@ -58,6 +58,13 @@ func NewHTTPHandler(opts HTTPOptions, next http.Handler) http.Handler {
 		if opts.Node != "" && strings.HasPrefix(r.URL.Path, PathPrefix+probePrefix) {
 			w.Header().Set(NodeHeader, opts.Node)
 		}
+		// RFC 8555 section 8.1: a token is base64url. Anything else is no
+		// token of ours, and costs no storage lookup.
+		if !validToken(strings.TrimPrefix(r.URL.Path, PathPrefix)) {
+			opts.Metrics.request("unknown")
+			http.Error(w, "unknown challenge token", http.StatusNotFound)
+			return
+		}
 		if ok, source := opts.Solver.HandleHTTPChallenge(w, r); ok {
 			opts.Metrics.request(source)
 			return

@@ -31,6 +31,12 @@ func (f fakeFallback) ServeChallenge(w http.ResponseWriter, r *http.Request) boo
 	return true
 }
 
+// Tokens of the shape RFC 8555 gives them: 43 base64url characters.
+const (
+	tok1    = "tok1-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	peerTok = "peer-BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
+)
+
 func TestHTTPHandler(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m, err := NewMetrics(reg)
@@ -41,8 +47,8 @@ func TestHTTPHandler(t *testing.T) {
 		http.Redirect(w, r, "https://"+r.Host+r.URL.Path, http.StatusPermanentRedirect)
 	})
 	h := NewHTTPHandler(HTTPOptions{
-		Solver:   fakeSolver{host: "a.test", token: "tok1", source: "storage"},
-		Fallback: fakeFallback{token: "peertok"},
+		Solver:   fakeSolver{host: "a.test", token: tok1, source: "storage"},
+		Fallback: fakeFallback{token: peerTok},
 		Metrics:  m,
 	}, next)
 
@@ -51,9 +57,14 @@ func TestHTTPHandler(t *testing.T) {
 		code             int
 		body             string
 	}{
-		{"known token", "a.test", PathPrefix + "tok1", 200, "tok1.thumb"},
-		{"peer token", "a.test", PathPrefix + "peertok", 200, "from-peer"},
-		{"unknown token is 404 not redirect", "a.test", PathPrefix + "nope", 404, "unknown challenge token\n"},
+		{"known token", "a.test", PathPrefix + tok1, 200, tok1 + ".thumb"},
+		{"peer token", "a.test", PathPrefix + peerTok, 200, "from-peer"},
+		{"unknown token is 404 not redirect", "a.test", PathPrefix + "nope-nope-nope-nope-nope-nope", 404, "unknown challenge token\n"},
+		// Not a token's shape (RFC 8555 base64url): 404 without asking the
+		// solver, which would have answered the suffix.
+		{"too short", "a.test", PathPrefix + "tok", 404, "unknown challenge token\n"},
+		{"dot segments", "a.test", PathPrefix + "../../" + tok1, 404, "unknown challenge token\n"},
+		{"a slash", "a.test", PathPrefix + "x/" + tok1, 404, "unknown challenge token\n"},
 		{"other paths go to next", "a.test", "/index.html", 308, ""},
 	}
 	for _, tc := range tests {
@@ -69,7 +80,7 @@ func TestHTTPHandler(t *testing.T) {
 			}
 		})
 	}
-	for source, want := range map[string]float64{"storage": 1, "peer": 1, "unknown": 1, "local": 0} {
+	for source, want := range map[string]float64{"storage": 1, "peer": 1, "unknown": 4, "local": 0} {
 		if got := testutil.ToFloat64(m.requests.WithLabelValues(source)); got != want {
 			t.Errorf("edge_acme_challenge_requests_total{source=%q} = %v, want %v", source, got, want)
 		}

@@ -622,15 +622,36 @@ func stoppedWork(ent zapcore.Entry, fields []zapcore.Field) bool {
 // SNI) also names host, so that a request for host may be answered on that
 // connection (HTTP/2 connection coalescing). Both are lower-case names
 // without port. Safe for concurrent use.
+//
+// Only the certificates the handshake would choose from count: those that
+// name serverName exactly, or, when there is none, those whose wildcard
+// covers it (certmagic's order). Names are compared byte for byte (ASCII
+// only: no Unicode case folding).
 func (m *Manager) Covers(serverName, host string) bool {
-	for _, c := range m.cache.AllMatchingCertificates(serverName) {
+	all := m.cache.AllMatchingCertificates(serverName)
+	exact := slices.ContainsFunc(all, func(c certmagic.Certificate) bool { return slices.Contains(c.Names, serverName) })
+	for _, c := range all {
+		if exact && !slices.Contains(c.Names, serverName) {
+			continue // the handshake serves an exact match first
+		}
 		for _, n := range c.Names {
-			if n == host || certmagic.MatchWildcard(host, n) {
+			if n == host || wildcardCovers(n, host) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// wildcardCovers reports whether pattern, "*.example.com", covers host with
+// exactly one label more (RFC 6125 section 6.4.3, leftmost label only).
+func wildcardCovers(pattern, host string) bool {
+	base, ok := strings.CutPrefix(pattern, "*.")
+	if !ok {
+		return false
+	}
+	label, rest, found := strings.Cut(host, ".")
+	return found && label != "" && rest == base
 }
 
 // StoredCertificate returns the certificate of name as it is in storage

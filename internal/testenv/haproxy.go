@@ -18,6 +18,9 @@ type HAProxyOptions struct {
 	Mode string
 	// Balance is the algorithm; default "roundrobin".
 	Balance string
+	// ServerOptions are appended to every server line, such as
+	// "send-proxy-v2 source 127.0.0.2".
+	ServerOptions string
 }
 
 // HAProxy is a running HAProxy in the foreground.
@@ -66,7 +69,7 @@ backend be
     balance %s
 `, opts.Mode, Addr(opts.Port), opts.Balance)
 	for i, s := range opts.Backends {
-		fmt.Fprintf(&b, "    server s%d %s\n", i, s)
+		fmt.Fprintf(&b, "    server s%d %s %s\n", i, s, opts.ServerOptions)
 	}
 	dir := tb.TempDir()
 	cfg := filepath.Join(dir, "haproxy.cfg")

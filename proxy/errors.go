@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 )
@@ -12,6 +13,13 @@ var (
 	// ErrNoUpstream means no backend of the pool was available; it maps to
 	// 503 Service Unavailable.
 	ErrNoUpstream = errors.New("no available backend")
+	// ErrQueueFull means every available backend of the pool was at its
+	// MaxConns and the pool's queue was full. It wraps ErrNoUpstream: 503.
+	ErrQueueFull = fmt.Errorf("%w: every backend at max_conns and the queue full", ErrNoUpstream)
+	// ErrQueueTimeout means a request waited QueueTimeout in the pool's
+	// queue without a backend dropping below its MaxConns. It wraps
+	// ErrNoUpstream: 503.
+	ErrQueueTimeout = fmt.Errorf("%w: queue timeout, every backend at max_conns", ErrNoUpstream)
 	// ErrInvalidConfig wraps every problem New finds in a Config.
 	ErrInvalidConfig = errors.New("invalid proxy config")
 	// errBrokenPool is newSite's answer for a route to a pool whose own
@@ -36,7 +44,7 @@ const (
 // StatusForError maps an error from proxying a request to the status code
 // answered to the client. It is the one place where that mapping lives:
 //
-//   - ErrNoUpstream: 503
+//   - ErrNoUpstream (ErrQueueFull, ErrQueueTimeout): 503
 //   - client canceled (context.Canceled): 499, which the caller logs but does
 //     not send
 //   - request body over the route's limit (*http.MaxBytesError): 413

@@ -483,7 +483,9 @@ func (h *Handler) finish(rec *recorder, r *http.Request, s *site, rt *route, sta
 }
 
 // forward sends r to a backend of p, retrying a failure to connect on the
-// other backends when that is safe. It leaves the outcome in rec: the
+// other backends when that is safe; each attempt takes a slot below the
+// backend's MaxConns, waiting in the pool's queue when all are at their cap
+// (see pool.take). It leaves the outcome in rec: the
 // backend tried last in rec.up (nil when none was available), and a written
 // response or rec.err for finish to map to a status.
 func (h *Handler) forward(rec *recorder, r *http.Request, p *pool) {
@@ -491,10 +493,10 @@ func (h *Handler) forward(rec *recorder, r *http.Request, p *pool) {
 	var triedBuf [4]*Upstream
 	tried := triedBuf[:0]
 	for attempt := 0; ; attempt++ {
-		u := p.selector.Select(candidates, r, rec)
+		u, err := p.take(rec, r, candidates)
 		if u == nil {
-			if rec.up == nil {
-				rec.err = ErrNoUpstream
+			if rec.up == nil || r.Context().Err() != nil {
+				rec.err = err
 			}
 			// else keep the last attempt's error: more telling than 503
 			return

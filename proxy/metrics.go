@@ -23,6 +23,8 @@ import (
 //	edge_backend_up{pool,backend}
 //	edge_backend_requests_total{pool,backend,code}
 //	edge_backend_failures_total{pool,backend,reason}
+//	edge_pool_queue_requests{pool}
+//	edge_pool_queue_rejected_total{pool,reason}
 //
 // Requests for an unknown host count with site="" and pool=""; requests a
 // site answers itself (redirect, no route) with pool="". The zero value is
@@ -33,6 +35,8 @@ type Metrics struct {
 	inFlight        prometheus.Gauge
 	backendRequests *prometheus.CounterVec
 	backendFailures *prometheus.CounterVec
+	queued          *prometheus.GaugeVec
+	queueRejected   *prometheus.CounterVec
 	up              *upCollector
 }
 
@@ -61,6 +65,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "edge_backend_failures_total",
 			Help: "Failed attempts to reach a backend, by reason: connect, timeout, protocol, health_check.",
 		}, []string{"pool", "backend", "reason"}),
+		queued: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "edge_pool_queue_requests",
+			Help: "Requests waiting for a backend of the pool below its max_conns.",
+		}, []string{"pool"}),
+		queueRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edge_pool_queue_rejected_total",
+			Help: "Requests answered 503 because every backend of the pool was at its max_conns, by reason: full (the queue), timeout (queue_timeout).",
+		}, []string{"pool", "reason"}),
 		up: &upCollector{desc: prometheus.NewDesc("edge_backend_up",
 			"Whether the backend receives requests (1) or is down or ejected (0).",
 			[]string{"pool", "backend"}, nil)},
@@ -68,7 +80,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.inFlight, m.backendRequests, m.backendFailures, m.up} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.inFlight, m.backendRequests, m.backendFailures, m.queued, m.queueRejected, m.up} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering proxy metrics: %w", err)
 		}
@@ -137,6 +149,27 @@ func (m *Metrics) deleteBackend(pool, backend string) {
 	m.backendFailures.DeletePartialMatch(l)
 }
 
+// poolStats are the cached queue series of one pool.
+type poolStats struct {
+	queued        prometheus.Gauge
+	full, timeout prometheus.Counter
+}
+
+func (m *Metrics) poolStats(pool string) *poolStats {
+	return &poolStats{
+		queued:  m.queued.WithLabelValues(pool),
+		full:    m.queueRejected.WithLabelValues(pool, queueFull),
+		timeout: m.queueRejected.WithLabelValues(pool, queueTimeout),
+	}
+}
+
+// deletePool removes the series of a pool that left the State.
+func (m *Metrics) deletePool(pool string) {
+	l := prometheus.Labels{"pool": pool}
+	m.queued.DeletePartialMatch(l)
+	m.queueRejected.DeletePartialMatch(l)
+}
+
 func (s *backendStats) failure(reason string) prometheus.Counter {
 	switch reason {
 	case reasonConnect:
@@ -190,7 +223,7 @@ func (c *upCollector) Collect(ch chan<- prometheus.Metric) {
 				}
 				seen[k] = true
 				v := 0.0
-				if u.Available() {
+				if u.up() {
 					v = 1
 				}
 				ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, p.name, u.name)

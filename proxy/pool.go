@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"time"
 )
 
 // PoolConfig is one pool of interchangeable backends.
@@ -32,6 +33,22 @@ type PoolConfig struct {
 	Retries int
 	// Timeouts bound the talk with the backends.
 	Timeouts Timeouts
+	// MaxConns caps the requests each backend has in flight from this
+	// process, counted from before a request is sent until its response
+	// body is finished or it fails (an upgraded connection counts until it
+	// closes), across every Handler of the State that lists the backend
+	// (during a reload the smaller of two caps holds). Selection skips a
+	// backend at its cap, retries too. 0 means no cap.
+	MaxConns int
+	// Queue is how many requests may wait, with MaxConns set, while every
+	// available backend is at its cap; one more gets 503 at once. A waiting
+	// request is woken, oldest first, when a backend drops below its cap.
+	// 0 means none waits: 503 at once.
+	Queue int
+	// QueueTimeout is the longest a request waits in the queue before it
+	// gets 503. 0 means it waits as long as its client does (the request's
+	// context), which the server's timeouts may bound.
+	QueueTimeout time.Duration
 }
 
 // perPoolSelector is a Selector whose state belongs to one pool, such as the
@@ -53,11 +70,18 @@ type pool struct {
 	states    []*backendState // what this pool took from the State, to release
 	selector  Selector
 	retries   int
-	health    HealthCheck // valid when active
-	active    bool
-	passive   PassiveCheck
-	transport *http.Transport
-	log       *slog.Logger
+	// maxConns, queueSize and queueTimeout are PoolConfig's; queue and
+	// qstats are shared with the other generations through the State.
+	maxConns     int
+	queueSize    int
+	queueTimeout time.Duration
+	queue        *waitQueue
+	qstats       *poolStats  // nil without metrics
+	health       HealthCheck // valid when active
+	active       bool
+	passive      PassiveCheck
+	transport    *http.Transport
+	log          *slog.Logger
 	// unjudged are the backends the active check has not decided about yet
 	// (new ones): New probes them once before it returns.
 	unjudged []*Upstream
@@ -76,15 +100,21 @@ func newPool(c PoolConfig, h *Handler) (*pool, error) {
 	if c.Retries < 0 {
 		return nil, fmt.Errorf("pool %q: negative retries", c.Name)
 	}
+	if c.MaxConns < 0 || c.Queue < 0 || c.QueueTimeout < 0 {
+		return nil, fmt.Errorf("pool %q: negative max_conns, queue or queue timeout", c.Name)
+	}
 	passive, err := c.Passive.resolve()
 	if err != nil {
 		return nil, fmt.Errorf("pool %q: %w", c.Name, err)
 	}
 	p := &pool{
-		name:    c.Name,
-		retries: c.Retries,
-		passive: passive,
-		log:     h.log,
+		name:         c.Name,
+		retries:      c.Retries,
+		passive:      passive,
+		log:          h.log,
+		maxConns:     c.MaxConns,
+		queueSize:    c.Queue,
+		queueTimeout: c.QueueTimeout,
 	}
 	sel := c.Selector
 	if sel == nil {
@@ -126,10 +156,10 @@ func newPool(c PoolConfig, h *Handler) (*pool, error) {
 		p.upstreams = append(p.upstreams, u)
 	}
 	// Everything checked: take the pool's entries in the State.
-	ps, sel := h.state.acquire(p.name, sel)
-	p.selector = sel
+	ps, sel := h.state.acquire(p.name, sel, h.metrics)
+	p.selector, p.queue, p.qstats = sel, &ps.queue, ps.stats
 	for _, u := range p.upstreams {
-		st, _ := h.state.backend(ps, p.name, u.name, h.metrics)
+		st, _ := h.state.backend(ps, p.name, u.name, h.metrics, p.maxConns)
 		u.backendState = st
 		p.states = append(p.states, st)
 		st.health.mu.Lock()
@@ -153,7 +183,7 @@ func newPool(c PoolConfig, h *Handler) (*pool, error) {
 
 // release gives the pool's entries back to the State.
 func (p *pool) release(s *State) {
-	s.release(p.name, p.states)
+	s.release(p.name, p.states, p.maxConns)
 	p.states = nil
 }
 

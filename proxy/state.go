@@ -44,6 +44,9 @@ type poolState struct {
 	refs     int // open Handlers that have this pool
 	selector Selector
 	backends map[string]*backendState
+	queue    waitQueue  // requests waiting for a backend below MaxConns
+	stats    *poolStats // nil without metrics
+	metrics  *Metrics   // where stats were made, to delete them
 }
 
 // backendState is the live state of one backend, shared by every Handler
@@ -53,6 +56,13 @@ type backendState struct {
 	ejectedUntil atomic.Int64 // unix nanoseconds; 0 when not ejected (passive check)
 	inFlight     atomic.Int64
 	fails        atomic.Uint64 // backend failures since the backend was first configured
+	// maxConns is the cap on inFlight, 0 for none: the smallest MaxConns
+	// of the open Handlers that list the backend (caps counts them by
+	// MaxConns, 0 for none; guarded by State.mu). So no generation's cap is
+	// exceeded while two overlap during a reload.
+	maxConns atomic.Int64
+	caps     map[int]int
+	queue    *waitQueue // the pool's, woken when inFlight drops; nil in tests
 
 	passive passiveState
 	health  activeState
@@ -98,13 +108,17 @@ func (s *State) releaseLimiter(k limiterKey) {
 // acquire returns the pool's state, creating it, and counts one more Handler
 // that uses it. sel is the Selector the new configuration asks for: the
 // pool's previous Selector is kept when it is of the same policy, so that a
-// round robin goes on from where it was.
-func (s *State) acquire(pool string, sel Selector) (*poolState, Selector) {
+// round robin goes on from where it was. m makes the metric series of a new
+// pool.
+func (s *State) acquire(pool string, sel Selector, m *Metrics) (*poolState, Selector) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ps := s.pools[pool]
 	if ps == nil {
-		ps = &poolState{backends: make(map[string]*backendState)}
+		ps = &poolState{backends: make(map[string]*backendState), metrics: m}
+		if m != nil {
+			ps.stats = m.poolStats(pool)
+		}
 		s.pools[pool] = ps
 	}
 	ps.refs++
@@ -115,14 +129,14 @@ func (s *State) acquire(pool string, sel Selector) (*poolState, Selector) {
 }
 
 // backend returns the backend's state, creating it (fresh) when no open
-// Handler lists it, and counts one more Handler that uses it. m makes the
-// metric series of a new backend.
-func (s *State) backend(ps *poolState, pool, name string, m *Metrics) (st *backendState, fresh bool) {
+// Handler lists it, and counts one more Handler that uses it, with its
+// MaxConns (0 for none). m makes the metric series of a new backend.
+func (s *State) backend(ps *poolState, pool, name string, m *Metrics, maxConns int) (st *backendState, fresh bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st = ps.backends[name]
 	if st == nil {
-		st = &backendState{poolName: pool, key: name, metrics: m}
+		st = &backendState{poolName: pool, key: name, metrics: m, queue: &ps.queue, caps: make(map[int]int)}
 		if m != nil {
 			st.stats = m.backendStats(pool, name)
 		}
@@ -130,13 +144,30 @@ func (s *State) backend(ps *poolState, pool, name string, m *Metrics) (st *backe
 		fresh = true
 	}
 	st.refs++
+	st.caps[maxConns]++
+	st.setMaxConns()
 	return st, fresh
 }
 
+// setMaxConns makes maxConns the smallest cap in caps. A cap that goes up
+// wakes the pool's waiters. The caller holds State.mu.
+func (st *backendState) setMaxConns() {
+	least := 0
+	for c := range st.caps {
+		if c > 0 && (least == 0 || c < least) {
+			least = c
+		}
+	}
+	old := st.maxConns.Swap(int64(least))
+	if st.queue != nil && old != 0 && (least == 0 || int64(least) > old) {
+		st.queue.wakeAll()
+	}
+}
+
 // release undoes acquire and backend for one Handler: pool is the pool's
-// name, backends the states it took. Entries no open Handler uses any more
-// are dropped with their metric series.
-func (s *State) release(pool string, backends []*backendState) {
+// name, backends the states it took with its MaxConns. Entries no open
+// Handler uses any more are dropped with their metric series.
+func (s *State) release(pool string, backends []*backendState, maxConns int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ps := s.pools[pool]
@@ -145,7 +176,11 @@ func (s *State) release(pool string, backends []*backendState) {
 	}
 	for _, st := range backends {
 		st.refs--
+		if st.caps[maxConns]--; st.caps[maxConns] <= 0 {
+			delete(st.caps, maxConns)
+		}
 		if st.refs > 0 {
+			st.setMaxConns()
 			continue
 		}
 		delete(ps.backends, st.key)
@@ -156,6 +191,9 @@ func (s *State) release(pool string, backends []*backendState) {
 	ps.refs--
 	if ps.refs <= 0 {
 		delete(s.pools, pool)
+		if ps.metrics != nil {
+			ps.metrics.deletePool(pool)
+		}
 	}
 }
 

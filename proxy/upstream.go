@@ -50,8 +50,22 @@ func (u *Upstream) URL() *url.URL { return u.url }
 func (u *Upstream) String() string { return u.name }
 
 // Available reports whether the backend may receive requests: it passes its
-// active health check and is not ejected by the passive one.
+// active health check, is not ejected by the passive one and is below its
+// MaxConns (not Full). Selectors ask only this.
 func (u *Upstream) Available() bool {
+	return u.up() && !u.Full()
+}
+
+// Full reports whether the backend has as many requests in flight as its
+// MaxConns allows (never without a MaxConns).
+func (u *Upstream) Full() bool {
+	limit := u.maxConns.Load()
+	return limit > 0 && u.inFlight.Load() >= limit
+}
+
+// up reports whether the backend is healthy and not ejected, full or not:
+// edge_backend_up and BackendStatus.Up.
+func (u *Upstream) up() bool {
 	if u.down.Load() {
 		return false
 	}
@@ -78,11 +92,34 @@ func (u *Upstream) Ejected() bool {
 // InFlight returns the number of requests being proxied to the backend.
 func (u *Upstream) InFlight() int64 { return u.inFlight.Load() }
 
-// serve proxies r to u, counting it in flight meanwhile (also when
+// acquire counts one more request in flight unless that would exceed the
+// backend's MaxConns.
+func (u *Upstream) acquire() bool {
+	for {
+		n, limit := u.inFlight.Load(), u.maxConns.Load()
+		if limit > 0 && n >= limit {
+			return false
+		}
+		if u.inFlight.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// done ends a request acquire counted and wakes a request waiting in the
+// pool's queue.
+func (u *Upstream) done() {
+	u.inFlight.Add(-1)
+	if u.queue != nil {
+		u.queue.wake()
+	}
+}
+
+// serve proxies r to u, which the caller acquired; the request stays in
+// flight until ServeHTTP returns, after the response body (also when
 // ReverseProxy panics to abort the response).
 func (u *Upstream) serve(rec *recorder, r *http.Request) {
-	u.inFlight.Add(1)
-	defer u.inFlight.Add(-1)
+	defer u.done()
 	u.proxy.ServeHTTP(rec, r)
 }
 
@@ -113,7 +150,7 @@ type PoolStatus struct {
 // BackendStatus is the live state of one backend, part of PoolStatus.
 type BackendStatus struct {
 	URL      string `json:"url"`
-	Up       bool   `json:"up"`      // Available: healthy and not ejected
+	Up       bool   `json:"up"`      // healthy and not ejected (full or not)
 	Healthy  bool   `json:"healthy"` // the active check's verdict
 	Ejected  bool   `json:"ejected"` // ejected by the passive check
 	InFlight int64  `json:"in_flight"`
@@ -123,7 +160,7 @@ type BackendStatus struct {
 func (u *Upstream) status() BackendStatus {
 	return BackendStatus{
 		URL:      u.name,
-		Up:       u.Available(),
+		Up:       u.up(),
 		Healthy:  u.Healthy(),
 		Ejected:  u.Ejected(),
 		InFlight: u.InFlight(),

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -288,5 +289,56 @@ func TestMaxConnsAcrossReload(t *testing.T) {
 	cur.Close()
 	if got := old.poolList[0].upstreams[0].maxConns.Load(); got != 3 {
 		t.Errorf("cap after the close = %d, want 3", got)
+	}
+}
+
+// TestSelectorsSkipFullBackends: every policy passes over a backend at its
+// MaxConns, and none returns one when all are full.
+func TestSelectorsSkipFullBackends(t *testing.T) {
+	for _, name := range Policies() {
+		t.Run(name, func(t *testing.T) {
+			sel, err := NewSelector(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pool := fixturePool(t, 3)
+			for _, u := range pool {
+				u.maxConns.Store(2)
+			}
+			pool[0].inFlight.Store(2)
+			pool[1].inFlight.Store(5) // over: a lowered cap
+			for i := range 50 {
+				if got := sel.Select(pool, reqFrom("192.0.2."+strconv.Itoa(i)+":1"), httptest.NewRecorder()); got != pool[2] {
+					t.Fatalf("picked %v, want the one below its cap", got)
+				}
+			}
+			if !pool[0].up() || pool[0].Available() {
+				t.Error("a full backend must be up but not available")
+			}
+			pool[2].inFlight.Store(2)
+			if got := sel.Select(pool, reqFrom("192.0.2.1:1"), nil); got != nil {
+				t.Errorf("all full: picked %v", got)
+			}
+		})
+	}
+}
+
+// TestAcquireNeverExceeds: concurrent acquires on one backend never take
+// more slots than its cap.
+func TestAcquireNeverExceeds(t *testing.T) {
+	u := fixturePool(t, 1)[0]
+	u.maxConns.Store(3)
+	var wg sync.WaitGroup
+	var got atomic.Int64
+	for range 64 {
+		wg.Go(func() {
+			if u.acquire() {
+				got.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if got.Load() != 3 || u.InFlight() != 3 {
+		t.Errorf("acquired %d, in flight %d, want 3", got.Load(), u.InFlight())
 	}
 }

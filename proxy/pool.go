@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
+	"net/textproto"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -205,6 +207,9 @@ func (h *Handler) newReverseProxy(p *pool, u *Upstream) *httputil.ReverseProxy {
 			if u.stats != nil {
 				u.stats.codes.counter(res.StatusCode).Inc()
 			}
+			if res.StatusCode == http.StatusSwitchingProtocols {
+				stripUpgradeHopHeaders(res.Header)
+			}
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
@@ -216,6 +221,32 @@ func (h *Handler) newReverseProxy(p *pool, u *Upstream) *httputil.ReverseProxy {
 			w.WriteHeader(StatusForError(err))
 		},
 	}
+}
+
+// upgradeHopHeaders are the hop-by-hop headers (RFC 9110, section 7.6.1)
+// other than Connection and Upgrade, in canonical form.
+var upgradeHopHeaders = [...]string{
+	"Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding",
+}
+
+// stripUpgradeHopHeaders removes from a backend's 101 Switching Protocols
+// the hop-by-hop headers and those its Connection names, but Upgrade, and
+// leaves Connection: Upgrade. ReverseProxy strips them from every other
+// response, but copies a 101's header to the client as it came
+// (handleUpgradeResponse), since it needs Connection and Upgrade there.
+func stripUpgradeHopHeaders(h http.Header) {
+	for _, v := range h["Connection"] {
+		for tok := range strings.SplitSeq(v, ",") {
+			if tok = textproto.TrimString(tok); tok != "" && !strings.EqualFold(tok, "upgrade") {
+				delete(h, textproto.CanonicalMIMEHeaderKey(tok))
+			}
+		}
+	}
+	for _, k := range upgradeHopHeaders {
+		delete(h, k)
+	}
+	h["Connection"] = []string{"Upgrade"}
 }
 
 // status returns a snapshot of the pool.

@@ -203,11 +203,11 @@ func (Random) String() string { return "random" }
 
 // IPHash maps a client address to a backend by rendezvous (highest random
 // weight) hashing, so a client keeps its backend and only the clients of a
-// backend that goes away move. In a Handler the client is the address the
-// Handler determined (from X-Forwarded-For when the peer is one of
-// Config.TrustedProxies, see Config.TrustedProxies), which it offers through
-// w; given any other w (or nil) it is the connection's remote address. The
-// zero value is ready and safe for concurrent use.
+// backend that goes away move. In a Handler the client is the request's
+// client address (behind a trusted proxy, from X-Forwarded-For: see
+// Config.TrustedProxies), which the Handler offers through w; given any
+// other w (or nil) it is the connection's remote address. The zero value is
+// ready and safe for concurrent use.
 type IPHash struct{}
 
 // Select implements Selector.

@@ -102,3 +102,45 @@ func TestSmugglingVectorsCloseTheConnection(t *testing.T) {
 		resp.Body.Close()
 	}
 }
+
+// TestMalformedBodyIsTheClientsFault: a chunked body with a junk chunk size
+// gets 400 and a closed connection, and the backend, which received the
+// request head, is not blamed: no passive failure, still in rotation.
+func TestMalformedBodyIsTheClientsFault(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+	}))
+	t.Cleanup(backend.Close)
+	m, reg := newTestMetrics(t)
+	cfg := simpleConfig(mustURL(t, backend.URL))
+	cfg.Metrics = m
+	cfg.Pools[0].Passive = PassiveCheck{Fails: 1, Window: time.Minute, Cooldown: time.Minute}
+	h := newHandler(t, cfg)
+	srv := httptest.NewServer(h.HTTPHandler())
+	t.Cleanup(srv.Close)
+	for _, size := range []string{"5x", "fffffffffffffffff", "-5"} {
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(conn, "POST /x HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n"+size+"\r\nhello\r\n0\r\n\r\n")
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		conn.Close()
+		if err != nil {
+			t.Fatalf("chunk size %q: %v", size, err)
+		}
+		if resp.StatusCode != http.StatusBadRequest || !resp.Close {
+			t.Errorf("chunk size %q: %d (close %v), want 400 and the connection closed", size, resp.StatusCode, resp.Close)
+		}
+	}
+	if got := metricValue(t, reg, "edge_backend_failures_total"); got != 0 {
+		t.Errorf("the client's malformed bodies counted as %v backend failures", got)
+	}
+	if st := h.Status(); !st[0].Backends[0].Up {
+		t.Errorf("the backend was ejected for the client's malformed bodies: %+v", st)
+	}
+	if got := serve(h, "GET", "http://example.com/").Code; got != 200 {
+		t.Errorf("a good request after them: %d", got)
+	}
+}

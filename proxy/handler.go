@@ -451,10 +451,16 @@ func (h *Handler) finish(rec *recorder, r *http.Request, s *site, rt *route, sta
 	}
 	if rec.err != nil && !rec.wrote {
 		code = StatusForError(rec.err)
-		if rec.body.timedOut() {
+		switch {
+		case rec.body.timedOut():
 			// The client did not send its body within limits.read_timeout;
 			// the rest of it may still come, so the connection ends here.
 			code = http.StatusRequestTimeout
+			rec.Header()["Connection"] = []string{"close"}
+		case rec.body.malformed() && r.Context().Err() == nil:
+			// A body that does not parse (a junk chunk size): its framing
+			// is lost, so the connection ends here too.
+			code = http.StatusBadRequest
 			rec.Header()["Connection"] = []string{"close"}
 		}
 		if code != StatusClientClosedRequest {
@@ -470,6 +476,10 @@ func (h *Handler) finish(rec *recorder, r *http.Request, s *site, rt *route, sta
 	case code == http.StatusRequestTimeout:
 		h.log.LogAttrs(r.Context(), slog.LevelInfo, "request body read timed out",
 			slog.String(logKeySite, s.name), slog.String(logKeyPath, r.URL.Path), slog.String(logKeyRemote, h.clientAddr(r)))
+	case code == http.StatusBadRequest:
+		h.log.LogAttrs(r.Context(), slog.LevelInfo, "malformed request body",
+			slog.String(logKeySite, s.name), slog.String(logKeyPath, r.URL.Path), slog.String(logKeyRemote, h.clientAddr(r)),
+			slog.String(logKeyError, rec.err.Error()))
 	case code >= 500 && !errors.Is(rec.err, ErrNoUpstream):
 		backend := ""
 		if rec.up != nil {
@@ -507,8 +517,8 @@ func (h *Handler) forward(rec *recorder, r *http.Request, p *pool) {
 			return
 		}
 		reason := failureReason(rec.err)
-		if reason == "" {
-			return
+		if reason == "" || rec.body.timedOut() || rec.body.malformed() {
+			return // the client's fault: no failure of the backend's
 		}
 		u.recordFailure(reason, time.Now())
 		if attempt >= p.retries || rec.wrote || !isDialError(rec.err) || !replayable(r) || r.Context().Err() != nil {

@@ -121,21 +121,34 @@ func setWriteDeadline(w http.ResponseWriter, t time.Time) {
 }
 
 // watchedBody is a request body that remembers whether a read hit the
-// server's read deadline (limits.read_timeout), so that the proxy answers
-// 408 rather than blaming the backend.
+// server's read deadline (limits.read_timeout) or failed otherwise (a
+// malformed chunked body, a connection cut mid-body), so that the proxy
+// answers 408 or 400 rather than blaming the backend.
 type watchedBody struct {
 	io.ReadCloser
 	deadline atomic.Bool
+	broken   atomic.Bool
 }
 
 // Read implements io.Reader.
 func (b *watchedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		b.deadline.Store(true)
+	if err != nil && err != io.EOF {
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			b.deadline.Store(true)
+		case errors.As(err, &tooBig): // 413, from the route's max_body
+		default:
+			b.broken.Store(true)
+		}
 	}
 	return n, err
 }
+
+// malformed reports whether reading the body failed for a reason other
+// than its deadline: the client's fault, not the backend's. Safe on nil.
+func (b *watchedBody) malformed() bool { return b != nil && b.broken.Load() }
 
 // timedOut reports whether reading the body hit the read deadline. Safe on
 // nil.

@@ -276,7 +276,7 @@ pools: {web: {backends: ["http://127.0.0.1:8080"]}}`,
 		{"proxy_protocol without from", `proxy_protocol: {optional: true}` + base,
 			[]string{`1:17: proxy_protocol needs from`}},
 		{"limits.rate", `limits: {rate: "fast", max_conns_per_ip: -1}` + base,
-			[]string{`1:16: limits.rate: not implemented in this build`, `1:42: must not be negative`}},
+			[]string{`1:16: invalid rate "fast"`, `1:42: must not be negative`}},
 		{"exports", `
 exports:
   - {name: pem, type: pem_dri}
@@ -300,10 +300,15 @@ pools: {web: {backends: ["http://127.0.0.1:8080"]}}
 		})
 	}
 	t.Run("built in code", func(t *testing.T) {
-		c := &Config{Limits: Limits{Rate: "10/s"}, OnDemand: &OnDemand{Ask: "http://app/ok"}}
+		c := &Config{Limits: Limits{Rate: "10/s"}, OnDemand: &OnDemand{Ask: "http://app/ok"},
+			Sites: []Site{{Hosts: []string{"*"}, Routes: []Route{{Path: "/", Pool: "web"}}}},
+			Pools: map[string]Pool{"web": {Backends: []string{"http://127.0.0.1:8080"}, MaxConns: 10}}}
 		c.ApplyDefaults()
-		if err := c.Validate(); err == nil || err.Error() != "limits.rate: not implemented in this build; remove the key" {
+		if err := c.Validate(); err != nil {
 			t.Errorf("Validate() = %v", err)
+		}
+		if s := c.Sites[0]; s.RateEvents != 10 || s.RateInterval != time.Second || s.RateBurst != 10 {
+			t.Errorf("the site's rate: %d/%v burst %d, want limits.rate 10/s", s.RateEvents, s.RateInterval, s.RateBurst)
 		}
 	})
 }

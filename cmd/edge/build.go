@@ -303,7 +303,8 @@ func buildProxy(cfg *config.Config) (proxy.Config, error) {
 	}
 	var errs []error
 	for _, s := range cfg.Sites {
-		sc := proxy.SiteConfig{Name: strings.ToLower(s.Hosts[0]), Hosts: s.Hosts, HSTS: s.HSTS, RedirectHTTP: s.Redirect()}
+		sc := proxy.SiteConfig{Name: strings.ToLower(s.Hosts[0]), Hosts: s.Hosts, HSTS: s.HSTS, RedirectHTTP: s.Redirect(),
+			Rate: proxy.RateLimit{Events: s.RateEvents, Interval: s.RateInterval, Burst: s.RateBurst}}
 		for _, r := range s.Routes {
 			sc.Routes = append(sc.Routes, proxy.RouteConfig{Path: r.Path, Pool: r.Pool, MaxBody: r.MaxBodyBytes})
 		}
@@ -318,6 +319,7 @@ func buildProxy(cfg *config.Config) (proxy.Config, error) {
 		}
 		pool := proxy.PoolConfig{
 			Name: name, Selector: sel, Retries: p.Retries,
+			MaxConns: p.MaxConns, Queue: p.QueueSize(), QueueTimeout: p.QueueTimeout,
 			Timeouts: proxy.Timeouts{Connect: p.Timeouts.Connect, ResponseHeader: p.Timeouts.ResponseHeader, Idle: p.Timeouts.Idle},
 		}
 		if p.Passive.On() {

@@ -508,6 +508,7 @@ func (s *server) servers(cfg *config.Config) []httpServer {
 		s.gen.Load().proxy.ServeHTTP(w, r)
 	}))
 	httpsSrv.TLSConfig = s.tm.TLSConfig()
+	configureHTTP2(httpsSrv) // SETTINGS_MAX_FRAME_SIZE 16 KiB (h2.go)
 	adminSrv := newServer(admin.New(admin.Options{
 		Gatherer: s.reg,
 		Ready:    s.ready,

@@ -149,6 +149,11 @@ func TestRawSocketAttacks(t *testing.T) {
 				if len(codes) > 1 {
 					t.Errorf("%d responses %v on one connection: a second request was read from the first one's bytes", len(codes), codes)
 				}
+				for _, c := range codes {
+					if c == http.StatusBadGateway || c == http.StatusGatewayTimeout {
+						t.Errorf("response %d: a client's malformed request was blamed on the backend", c)
+					}
+				}
 				for _, r := range b.seen() {
 					if r.path == "/smuggled" {
 						t.Errorf("the backend received the hidden request; it saw %v", b.seen())

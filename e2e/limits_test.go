@@ -1,0 +1,186 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/farmedge/edge/internal/testenv"
+)
+
+// TestBackendMaxConnsQueue: a backend behind max_conns: 2, queue: 4 never
+// sees a third concurrent request from edge; of seven concurrent clients
+// two are in flight, four wait, and the seventh gets 503 at once; releasing
+// the backend serves the six.
+func TestBackendMaxConnsQueue(t *testing.T) {
+	ports := testenv.FreePorts(t, 3)
+	peb := startPebbleHTTP01(t, ports[0])
+	var inFlight, peak, served atomic.Int64
+	release := make(chan struct{})
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			return
+		}
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		case <-time.After(30 * time.Second):
+		}
+		served.Add(1)
+	}))
+	t.Cleanup(backend.Close)
+	cfg := fmt.Sprintf(`listen: {http: %q, https: %q}
+admin: {listen: %q}
+acme: {email: test@example.com, ca: %q, ca_root_file: %q, challenges: [http-01]}
+storage: {type: file, path: %q}
+log: {level: info, format: json, access: false}
+sites:
+  - hosts: [a.test]
+    routes: [{path: /, pool: iis}]
+pools:
+  iis: {backends: [%q], max_conns: 2, queue: 4, queue_timeout: 30s}
+`, testenv.Addr(ports[0]), testenv.Addr(ports[1]), testenv.Addr(ports[2]), peb.DirectoryURL, peb.MinicaRootFile,
+		filepath.Join(t.TempDir(), "storage"), backend.URL)
+	e := testenv.StartEdge(t, cfg)
+	if err := e.WaitReady(readyTimeout); err != nil {
+		t.Fatal(err)
+	}
+	roots, err := peb.IssuingRoots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := testenv.HTTPSClient(roots, e.HTTPSAddr)
+	codes := make(chan int, 7)
+	var wg sync.WaitGroup
+	start := func() {
+		wg.Go(func() {
+			resp, err := client.Get("https://a.test/slow")
+			if err != nil {
+				t.Errorf("GET: %v", err)
+				codes <- 0
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		})
+	}
+	for range 6 {
+		start()
+	}
+	waitFor(t, 10*time.Second, "two requests at the backend and four in the queue", func() bool {
+		m, err := e.Metrics()
+		q, _ := m.Get("edge_pool_queue_requests", "pool", "iis")
+		return err == nil && inFlight.Load() == 2 && q == 4
+	})
+	t0 := time.Now()
+	start() // the seventh
+	select {
+	case c := <-codes:
+		if c != http.StatusServiceUnavailable {
+			t.Errorf("the seventh client got %d, want 503", c)
+		}
+		if d := time.Since(t0); d > 2*time.Second {
+			t.Errorf("the seventh client waited %v for its 503", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the seventh client got no answer while the queue was full")
+	}
+	close(release)
+	wg.Wait()
+	close(codes)
+	ok := 0
+	for c := range codes {
+		if c == 200 {
+			ok++
+		}
+	}
+	if ok != 6 {
+		t.Errorf("%d of the six admitted clients got 200", ok)
+	}
+	if p := peak.Load(); p != 2 {
+		t.Errorf("the backend saw %d concurrent requests, want at most (and here exactly) 2", p)
+	}
+	m, err := e.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Sum("edge_pool_queue_rejected_total", "pool", "iis", "reason", "full"); got != 1 {
+		t.Errorf("edge_pool_queue_rejected_total{reason=full} = %v, want 1", got)
+	}
+	t.Logf("max_conns 2, queue 4, 7 clients: backend peak %d, %d served, one 503", peak.Load(), ok)
+}
+
+// TestRateLimit: with a site's rate at 5/s, a client's sixth request in a
+// burst gets 429 with Retry-After and never reaches the backend; another
+// site without a rate is not limited.
+func TestRateLimit(t *testing.T) {
+	ports := testenv.FreePorts(t, 3)
+	peb := startPebbleHTTP01(t, ports[0])
+	b := newSeenBackend(t)
+	conf := pConf{
+		httpPort: ports[0], httpsPort: ports[1], adminPort: ports[2],
+		peb: peb, storage: filepath.Join(t.TempDir(), "storage"),
+		sites: []pSite{{hosts: []string{"a.test"}, rate: "5/s"}, {hosts: []string{"b.test"}}},
+		pools: []pPool{{name: "web", backends: []string{b.URL}}},
+	}
+	e := testenv.StartEdge(t, conf.yaml())
+	if err := e.WaitReady(readyTimeout); err != nil {
+		t.Fatal(err)
+	}
+	roots, err := peb.IssuingRoots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := testenv.HTTPSClient(roots, e.HTTPSAddr)
+	get := func(host string) *http.Response {
+		resp, err := client.Get("https://" + host + "/r")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	b.reset()
+	limited := 0
+	for range 10 {
+		if resp := get("a.test"); resp.StatusCode == http.StatusTooManyRequests {
+			limited++
+			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || s < 1 {
+				t.Errorf("429 with Retry-After %q, want whole seconds", resp.Header.Get("Retry-After"))
+			}
+		}
+	}
+	// Ten requests in well under a second at 5/s with a burst of 5: at
+	// least the last four are refused (one token may come back meanwhile).
+	if limited < 4 || limited > 5 {
+		t.Errorf("%d of 10 requests limited at 5/s, want 4 or 5", limited)
+	}
+	if got := len(b.seen()); got != 10-limited {
+		t.Errorf("backend saw %d requests, want %d", got, 10-limited)
+	}
+	for range 10 {
+		if resp := get("b.test"); resp.StatusCode != 200 {
+			t.Fatalf("b.test (no rate): %d", resp.StatusCode)
+		}
+	}
+	m, err := e.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Sum("edge_http_requests_total", "site", "a.test", "code", "429"); got != float64(limited) {
+		t.Errorf("edge_http_requests_total{site=a.test,code=429} = %v, want %d", got, limited)
+	}
+}

@@ -7,7 +7,7 @@ func TestExampleLoads(t *testing.T) {
 	if err != nil {
 		t.Fatalf("config.example.yaml:\n%v", err)
 	}
-	if got, want := c.Summary(), "2 sites, 3 hosts, 2 pools, 3 backends, storage file"; got != want {
+	if got, want := c.Summary(), "3 sites, 4 hosts, 2 pools, 3 backends, storage file"; got != want {
 		t.Errorf("Summary() = %q, want %q", got, want)
 	}
 	if w := c.Warnings(); len(w) != 0 {

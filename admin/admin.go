@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -85,8 +86,15 @@ func New(opts Options) http.Handler {
 			writeJSON(w, http.StatusOK, v)
 		})
 	}
+	// Go's profiles, as Caddy's admin serves them: behind the token like
+	// everything else here (go tool pprof http://127.0.0.1:9180/debug/pprof/profile).
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		paths := []string{"/metrics", "/healthz", "/readyz"}
+		paths := []string{"/metrics", "/healthz", "/readyz", "/debug/pprof/"}
 		for name := range opts.API {
 			paths = append(paths, "/api/"+name)
 		}

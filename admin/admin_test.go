@@ -48,6 +48,9 @@ func TestAdmin(t *testing.T) {
 		{"metrics", "/metrics", "s3cret", 200, "edge_test_gauge"},
 		{"api", "/api/certificates", "s3cret", 200, `"a.test"`},
 		{"api status error", "/api/renew", "s3cret", 404, "not managed"},
+		{"profiles need the token", "/debug/pprof/", "", 401, "bearer token"},
+		{"profiles", "/debug/pprof/", "s3cret", 200, "goroutine"},
+		{"a heap profile", "/debug/pprof/heap?debug=1", "s3cret", 200, "heap profile"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -266,6 +266,30 @@ type Pool struct {
 	// QueueTimeout is the longest a request waits in the queue before 503
 	// (default DefaultQueueTimeout).
 	QueueTimeout time.Duration `yaml:"queue_timeout"`
+	// TLS configures the connections to https:// backends; nil verifies
+	// them against the system roots, with the backend's host as SNI.
+	TLS *PoolTLS `yaml:"tls"`
+	// Protocol is http (default: HTTP/1.1, or HTTP/2 to https backends
+	// that offer it by ALPN) or h2c (HTTP/2 without TLS to http://
+	// backends, for gRPC).
+	Protocol string `yaml:"protocol"`
+}
+
+// PoolTLS is how edge talks TLS to a pool's https:// backends.
+type PoolTLS struct {
+	// CAFile holds the PEM roots that verify the backends (an internal
+	// CA); empty: the system roots.
+	CAFile string `yaml:"ca_file"`
+	// ServerName is the SNI sent and the name verified; empty: the
+	// backend URL's host.
+	ServerName string `yaml:"server_name"`
+	// ClientCertFile and ClientKeyFile are the certificate edge presents
+	// to backends that ask for one (both or neither).
+	ClientCertFile string `yaml:"client_cert_file"`
+	ClientKeyFile  string `yaml:"client_key_file"`
+	// InsecureSkipVerify accepts any backend certificate; edge warns at
+	// every start and reload.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
 
 // QueueSize is *Queue, or 0 when Queue is nil (before ApplyDefaults).

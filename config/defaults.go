@@ -52,6 +52,8 @@ const (
 	DefaultAskCache = time.Minute
 	// DefaultProxyHeaderTimeout bounds reading a PROXY protocol header.
 	DefaultProxyHeaderTimeout = 5 * time.Second
+	// DefaultProtocol is what edge speaks to backends.
+	DefaultProtocol = "http"
 	// DefaultQueue is how many requests may wait for a backend at max_conns.
 	DefaultQueue = 100
 	// DefaultQueueTimeout is the longest a request waits in that queue.
@@ -195,6 +197,7 @@ func (p *Pool) applyDefaults() {
 		p.Queue = ptr(DefaultQueue)
 	}
 	setDur(&p.QueueTimeout, DefaultQueueTimeout)
+	setStr(&p.Protocol, DefaultProtocol)
 	// Retries stays as written: 0 means no retry.
 }
 

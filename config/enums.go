@@ -15,7 +15,13 @@ var (
 	tsigAlgorithms = []string{"hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1"}
 	logLevels      = []string{"debug", "info", "warn", "error"}
 	logFormats     = []string{"json", "text"}
+	// backendProtocols are pools[].protocol's values.
+	backendProtocols = []string{"http", "h2c"}
 )
+
+// BackendProtocols returns the names pools[].protocol accepts (a new
+// slice).
+func BackendProtocols() []string { return slices.Clone(backendProtocols) }
 
 // Policies returns the names pools[].policy accepts, in documentation
 // order. Each call returns a new slice the caller may modify.

@@ -167,6 +167,15 @@ pools:
   web: {policy: round-robin, backends: ["http://127.0.0.1:8080"]}
 sites: [{hosts: [a.example.com], routes: [{path: /, pool: web}]}]
 `, nil, []string{`3:17: unknown policy "round-robin": expected one of round_robin, least_conn, random, ip_hash, cookie, first (did you mean "round_robin"?)`}},
+		{"backend protocol and tls", `
+pools:
+  web: {protocol: h2, backends: ["http://127.0.0.1:8080"]}
+  grpc: {protocol: h2c, backends: ["https://127.0.0.1:8443"], tls: {client_cert_file: /x.pem, server_name: "a b"}}
+sites: [{hosts: [a.example.com], routes: [{path: /, pool: web}, {path: /g/, pool: grpc}]}]
+`, nil, []string{`3:19: unknown backend protocol "h2": expected one of http, h2c (did you mean "h2c"?)`,
+			`4:36: protocol h2c is HTTP/2 without TLS: backend "https://127.0.0.1:8443" must be http://`,
+			`4:68: tls needs both client_cert_file and client_key_file, or neither`,
+			`4:108: invalid server name "a b"`}},
 		{"unknown challenge", `acme: {challenges: [http-01, dns01]}` + base, nil,
 			[]string{`1:30: unknown challenge "dns01": expected one of http-01, tls-alpn-01, dns-01 (did you mean "dns-01"?)`}},
 		{"route to undefined pool", `

@@ -39,6 +39,7 @@ func (v *validator) pools() {
 		v.nonNeg(p+".timeouts.connect", pool.Timeouts.Connect)
 		v.nonNeg(p+".timeouts.response_header", pool.Timeouts.ResponseHeader)
 		v.nonNeg(p+".timeouts.idle", pool.Timeouts.Idle)
+		v.poolProtocol(p, pool)
 		v.nonNegInt(p+".max_conns", pool.MaxConns)
 		v.nonNegInt(p+".queue", pool.QueueSize())
 		v.nonNeg(p+".queue_timeout", pool.QueueTimeout)
@@ -101,4 +102,39 @@ func validHostHeader(host string) bool {
 		}
 	}
 	return true
+}
+
+// poolProtocol checks protocol and tls of the pool at path p against its
+// backends' schemes.
+func (v *validator) poolProtocol(p string, pool Pool) {
+	v.oneOf(p+".protocol", "backend protocol", pool.Protocol, backendProtocols)
+	https := false
+	for j, b := range pool.Backends {
+		u, err := url.Parse(b)
+		if err != nil {
+			continue // reported by backend
+		}
+		https = https || u.Scheme == "https"
+		if pool.Protocol == "h2c" && u.Scheme != "http" {
+			v.errorf(fmt.Sprintf("%s.backends[%d]", p, j), "protocol h2c is HTTP/2 without TLS: backend %q must be http:// (https backends get HTTP/2 by ALPN with protocol http)", b)
+		}
+	}
+	t := pool.TLS
+	if t == nil {
+		return
+	}
+	if !https {
+		v.warnf(p+".tls", "tls applies to https:// backends and this pool has none")
+	}
+	if (t.ClientCertFile == "") != (t.ClientKeyFile == "") {
+		v.errorf(p+".tls", "tls needs both client_cert_file and client_key_file, or neither")
+	}
+	if t.ServerName != "" {
+		if msg := checkHost(t.ServerName, false, false); msg != "" {
+			v.errorf(p+".tls.server_name", "invalid server name %q: %s", t.ServerName, msg)
+		}
+	}
+	if t.InsecureSkipVerify {
+		v.warnf(p+".tls.insecure_skip_verify", "insecure_skip_verify: any certificate is accepted from the backends, and anyone between edge and them can read and change the traffic")
+	}
 }

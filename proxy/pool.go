@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log"
@@ -51,6 +52,14 @@ type PoolConfig struct {
 	// gets 503. 0 means it waits as long as its client does (the request's
 	// context), which the server's timeouts may bound.
 	QueueTimeout time.Duration
+	// TLS is the client configuration for https backends (roots, SNI,
+	// client certificate); it is cloned. nil verifies against the system
+	// roots with the backend URL's host as server name.
+	TLS *tls.Config
+	// H2C speaks HTTP/2 without TLS (prior knowledge) to http backends, for
+	// gRPC; upgrades are then refused by the backends' HTTP/2. false:
+	// HTTP/1.1 to http backends, HTTP/2 by ALPN to https ones.
+	H2C bool
 }
 
 // perPoolSelector is a Selector whose state belongs to one pool, such as the
@@ -157,6 +166,9 @@ func newPool(c PoolConfig, h *Handler) (*pool, error) {
 		}
 		p.upstreams = append(p.upstreams, u)
 	}
+	if c.H2C && https {
+		return nil, fmt.Errorf("pool %q: h2c is HTTP/2 without TLS: its backends must be http", c.Name)
+	}
 	// Everything checked: take the pool's entries in the State.
 	ps, sel := h.state.acquire(p.name, sel, h.metrics)
 	p.selector, p.queue, p.qstats = sel, &ps.queue, ps.stats
@@ -177,6 +189,14 @@ func newPool(c PoolConfig, h *Handler) (*pool, error) {
 		st.health.mu.Unlock()
 	}
 	p.transport = newTransport(c.Timeouts, https)
+	if c.TLS != nil {
+		p.transport.TLSClientConfig = c.TLS.Clone()
+	}
+	if c.H2C {
+		var protos http.Protocols
+		protos.SetUnencryptedHTTP2(true)
+		p.transport.Protocols = &protos
+	}
 	for _, u := range p.upstreams {
 		u.proxy = h.newReverseProxy(p, u)
 	}

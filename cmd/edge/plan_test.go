@@ -137,6 +137,7 @@ func TestRefusalsHavePositions(t *testing.T) {
 		{"catch-all without on_demand", base + "sites: [{hosts: [\"*\"], routes: [{path: /, pool: web}]}]\n" + pools, "on_demand"},
 		{"sftp key file missing", base + site + pools + "exports: [{name: apache, type: sftp, hosts: [\"127.0.0.1:22\"], user: deploy, key_file: /nonexistent/id, known_hosts: /nonexistent/known_hosts, path: /srv}]\n", "apache"},
 		{"unknown export target", base + "sites: [{hosts: [a.test], exports: [pm], routes: [{path: /, pool: web}]}]\n" + pools + "exports: [{name: pem, type: pem_dir, path: /tmp/x}]\n", "pm"},
+		{"backend ca_file missing", base + site + "pools: {web: {backends: [\"https://127.0.0.1:8443\"], tls: {ca_file: /nonexistent/ca.pem}}}\n", "ca_file"},
 		{"proxy_protocol from", base + site + pools + "proxy_protocol: {from: [\"10.0.0.0/40\"]}\n", "proxy_protocol"},
 		{"peers without secret", base + site + pools + "cluster: {peers: [\"http://127.0.0.1:1\"]}\n", "secret"},
 		{"missing ca_root_file", "acme: {ca: \"https://127.0.0.1:14000/dir\", ca_root_file: /nonexistent/root.pem}\n" + site + pools, "ca_root_file"},

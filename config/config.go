@@ -255,6 +255,11 @@ type Pool struct {
 	Health   *Health  `yaml:"health"`
 	Passive  Passive  `yaml:"passive"`
 	Retries  int      `yaml:"retries"`
+	// RetryOn lists what an idempotent request is retried on, on another
+	// backend, up to Retries: connect (always, as nothing was sent),
+	// timeout (no response headers within timeouts.response_header), and
+	// status codes 500-599 such as 502, 503, 504. Default [connect].
+	RetryOn  []string `yaml:"retry_on"`
 	Timeouts Timeouts `yaml:"timeouts"`
 	// MaxConns caps the requests in flight to each backend of the pool
 	// (0: no cap). A request that finds every backend at its cap waits in

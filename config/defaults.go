@@ -198,6 +198,9 @@ func (p *Pool) applyDefaults() {
 	}
 	setDur(&p.QueueTimeout, DefaultQueueTimeout)
 	setStr(&p.Protocol, DefaultProtocol)
+	if len(p.RetryOn) == 0 {
+		p.RetryOn = []string{"connect"}
+	}
 	// Retries stays as written: 0 means no retry.
 }
 

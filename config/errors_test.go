@@ -176,6 +176,11 @@ sites: [{hosts: [a.example.com], routes: [{path: /, pool: web}, {path: /g/, pool
 			`4:36: protocol h2c is HTTP/2 without TLS: backend "https://127.0.0.1:8443" must be http://`,
 			`4:68: tls needs both client_cert_file and client_key_file, or neither`,
 			`4:108: invalid server name "a b"`}},
+		{"retry_on", `
+pools:
+  web: {retries: 2, retry_on: [connect, timeout, 503, 404, sometimes], backends: ["http://127.0.0.1:8080"]}
+sites: [{hosts: [a.example.com], routes: [{path: /, pool: web}]}]
+`, nil, []string{`3:55: unknown retry condition "404"`, `3:60: unknown retry condition "sometimes"`}},
 		{"unknown challenge", `acme: {challenges: [http-01, dns01]}` + base, nil,
 			[]string{`1:30: unknown challenge "dns01": expected one of http-01, tls-alpn-01, dns-01 (did you mean "dns-01"?)`}},
 		{"route to undefined pool", `

@@ -219,7 +219,7 @@ pools:
 				Health:   &Health{Path: "/", Interval: 5 * time.Second, Timeout: 2 * time.Second, Expect: 200, Fails: 2, Passes: 2},
 				Passive:  Passive{Enabled: &tr, Fails: &three, Window: 10 * time.Second, Cooldown: 30 * time.Second},
 				Timeouts: Timeouts{Connect: 3 * time.Second, ResponseHeader: 30 * time.Second, Idle: 90 * time.Second},
-				Queue:    &queue, QueueTimeout: 10 * time.Second, Protocol: "http",
+				Queue:    &queue, QueueTimeout: 10 * time.Second, Protocol: "http", RetryOn: []string{"connect"},
 			},
 			"bare": {
 				Policy:   "round_robin",
@@ -227,7 +227,7 @@ pools:
 				Passive:  Passive{Enabled: &tr, Fails: &three, Window: 10 * time.Second, Cooldown: 30 * time.Second},
 				Retries:  2,
 				Timeouts: Timeouts{Connect: 3 * time.Second, ResponseHeader: 30 * time.Second, Idle: 90 * time.Second},
-				Queue:    &queue, QueueTimeout: 10 * time.Second, Protocol: "http",
+				Queue:    &queue, QueueTimeout: 10 * time.Second, Protocol: "http", RetryOn: []string{"connect"},
 			},
 		},
 		ExportCheckInterval: 5 * time.Minute,

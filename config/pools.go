@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -40,6 +41,11 @@ func (v *validator) pools() {
 		v.nonNeg(p+".timeouts.response_header", pool.Timeouts.ResponseHeader)
 		v.nonNeg(p+".timeouts.idle", pool.Timeouts.Idle)
 		v.poolProtocol(p, pool)
+		for j, r := range pool.RetryOn {
+			if _, _, ok := RetryCondition(r); !ok {
+				v.errorf(fmt.Sprintf("%s.retry_on[%d]", p, j), "unknown retry condition %q: expected connect, timeout or a status code 500-599", r)
+			}
+		}
 		v.nonNegInt(p+".max_conns", pool.MaxConns)
 		v.nonNegInt(p+".queue", pool.QueueSize())
 		v.nonNeg(p+".queue_timeout", pool.QueueTimeout)
@@ -137,4 +143,21 @@ func (v *validator) poolProtocol(p string, pool Pool) {
 	if t.InsecureSkipVerify {
 		v.warnf(p+".tls.insecure_skip_verify", "insecure_skip_verify: any certificate is accepted from the backends, and anyone between edge and them can read and change the traffic")
 	}
+}
+
+// RetryCondition parses one pools[].retry_on entry: timeout reports
+// "timeout", status a code 500-599, ok false for anything else ("connect"
+// is ok with neither).
+func RetryCondition(s string) (timeout bool, status int, ok bool) {
+	switch s {
+	case "connect":
+		return false, 0, true
+	case "timeout":
+		return true, 0, true
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 500 || n > 599 {
+		return false, 0, false
+	}
+	return false, n, true
 }

@@ -38,6 +38,7 @@ const (
 	reasonConnect  = "connect"
 	reasonTimeout  = "timeout"
 	reasonProtocol = "protocol"
+	reasonStatus   = "status" // an answer retry_on retries (502, 503, 504)
 	reasonHealth   = "health_check"
 )
 
@@ -53,9 +54,12 @@ const (
 func StatusForError(err error) int {
 	var mbe *http.MaxBytesError
 	var ne net.Error
+	var rse *retryStatusError
 	switch {
 	case err == nil:
 		return http.StatusOK
+	case errors.As(err, &rse):
+		return rse.code
 	case errors.Is(err, ErrNoUpstream):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, context.Canceled):
@@ -71,6 +75,18 @@ func StatusForError(err error) int {
 	}
 }
 
+// retryStatusError is an answer of the backend's that RetryOn.Statuses
+// lists, turned into an error so that the request is tried on another
+// backend (its body discarded). It is made only while another try is
+// allowed.
+type retryStatusError struct{ code int }
+
+func (e *retryStatusError) Error() string { return fmt.Sprintf("backend answered %d", e.code) }
+
+// retryStatusKey is the context key of the status codes a request may be
+// retried on, set by forward only while another try is allowed.
+type retryStatusKey struct{}
+
 // isDialError reports whether err is a failure to connect to the backend, so
 // that nothing of the request was sent and it may be retried elsewhere.
 func isDialError(err error) bool {
@@ -81,6 +97,10 @@ func isDialError(err error) bool {
 // failureReason classifies a proxy error as a backend failure. It returns ""
 // for errors that are not the backend's fault (client gone, body too large).
 func failureReason(err error) string {
+	var rse *retryStatusError
+	if errors.As(err, &rse) {
+		return reasonStatus
+	}
 	switch StatusForError(err) {
 	case StatusClientClosedRequest, http.StatusRequestEntityTooLarge, http.StatusServiceUnavailable:
 		return ""

@@ -512,7 +512,13 @@ func (h *Handler) forward(rec *recorder, r *http.Request, p *pool) {
 			return
 		}
 		rec.up, rec.err = u, nil
-		u.serve(rec, r)
+		if attempt < p.retries && len(candidates) > 1 && len(p.retryOn.Statuses) > 0 && replayable(r) {
+			// Another try is allowed: answers of these codes become errors.
+			// This path allocates: only pools with status retries take it.
+			u.serve(rec, r.WithContext(context.WithValue(r.Context(), retryStatusKey{}, p.retryOn.Statuses)))
+		} else {
+			u.serve(rec, r)
+		}
 		if rec.err == nil {
 			return
 		}
@@ -521,7 +527,7 @@ func (h *Handler) forward(rec *recorder, r *http.Request, p *pool) {
 			return // the client's fault: no failure of the backend's
 		}
 		u.recordFailure(reason, time.Now())
-		if attempt >= p.retries || rec.wrote || !isDialError(rec.err) || !replayable(r) || r.Context().Err() != nil {
+		if attempt >= p.retries || rec.wrote || !p.retryable(rec.err) || !replayable(r) || r.Context().Err() != nil {
 			return
 		}
 		// Retry on a backend not tried yet. This path is rare: allocate.
@@ -538,6 +544,20 @@ func (h *Handler) forward(rec *recorder, r *http.Request, p *pool) {
 			r.Body = body
 		}
 	}
+}
+
+// retryable reports whether a try that failed with err may be repeated on
+// another backend: a failure to connect always (nothing was sent), a
+// timeout or a listed status when RetryOn says so.
+func (p *pool) retryable(err error) bool {
+	var rse *retryStatusError
+	switch {
+	case isDialError(err), errors.As(err, &rse):
+		return true
+	case p.retryOn.Timeout:
+		return StatusForError(err) == http.StatusGatewayTimeout
+	}
+	return false
 }
 
 // replayable reports whether r may be sent again: an idempotent method

@@ -63,7 +63,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"pool", "backend", "code"}),
 		backendFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edge_backend_failures_total",
-			Help: "Failed attempts to reach a backend, by reason: connect, timeout, protocol, health_check.",
+			Help: "Failed attempts to reach a backend, by reason: connect, timeout, protocol, health_check, status (an answer retry_on retried).",
 		}, []string{"pool", "backend", "reason"}),
 		queued: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "edge_pool_queue_requests",
@@ -128,8 +128,8 @@ func (m *Metrics) requestStats(site, pool string) *requestStats {
 
 // backendStats are the cached series of one (pool, backend).
 type backendStats struct {
-	codes                              codeTable
-	connect, timeout, protocol, health prometheus.Counter
+	codes                                      codeTable
+	connect, timeout, protocol, health, status prometheus.Counter
 }
 
 func (m *Metrics) backendStats(pool, backend string) *backendStats {
@@ -139,6 +139,7 @@ func (m *Metrics) backendStats(pool, backend string) *backendStats {
 		timeout:  m.backendFailures.WithLabelValues(pool, backend, reasonTimeout),
 		protocol: m.backendFailures.WithLabelValues(pool, backend, reasonProtocol),
 		health:   m.backendFailures.WithLabelValues(pool, backend, reasonHealth),
+		status:   m.backendFailures.WithLabelValues(pool, backend, reasonStatus),
 	}
 }
 
@@ -178,6 +179,8 @@ func (s *backendStats) failure(reason string) prometheus.Counter {
 		return s.timeout
 	case reasonHealth:
 		return s.health
+	case reasonStatus:
+		return s.status
 	default:
 		return s.protocol
 	}

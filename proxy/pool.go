@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -30,10 +31,13 @@ type PoolConfig struct {
 	Health *HealthCheck
 	// Passive ejects failing backends; the zero value disables it.
 	Passive PassiveCheck
-	// Retries is how many other backends an idempotent request without a
-	// body is tried on when connecting to its backend fails. 0 disables
-	// retries.
+	// Retries is how many other backends an idempotent request (without a
+	// body, or one it can replay) is tried on when connecting to its
+	// backend fails, or on what RetryOn adds. 0 disables retries.
 	Retries int
+	// RetryOn adds failures retried, within Retries, beyond a failure to
+	// connect. The zero value adds none.
+	RetryOn RetryOn
 	// Timeouts bound the talk with the backends.
 	Timeouts Timeouts
 	// MaxConns caps the requests each backend has in flight from this
@@ -62,6 +66,18 @@ type PoolConfig struct {
 	H2C bool
 }
 
+// RetryOn lists the failures, beyond a failure to connect, after which an
+// idempotent request is tried on another backend.
+type RetryOn struct {
+	// Timeout retries a request its backend did not answer within
+	// Timeouts.ResponseHeader (each try gets that long).
+	Timeout bool
+	// Statuses retries a request its backend answered with one of these
+	// codes (502, 503, 504); that answer is discarded, and the last try's
+	// answer is the client's whatever its code.
+	Statuses []int
+}
+
 // perPoolSelector is a Selector whose state belongs to one pool, such as the
 // cookie policy's cookie name. newPool calls forPool once with the pool's
 // name and uses the Selector it returns; the caller's Selector is left as
@@ -81,6 +97,7 @@ type pool struct {
 	states    []*backendState // what this pool took from the State, to release
 	selector  Selector
 	retries   int
+	retryOn   RetryOn
 	// maxConns, queueSize and queueTimeout are PoolConfig's; queue and
 	// qstats are shared with the other generations through the State.
 	maxConns     int
@@ -121,6 +138,7 @@ func newPool(c PoolConfig, h *Handler) (*pool, error) {
 	p := &pool{
 		name:         c.Name,
 		retries:      c.Retries,
+		retryOn:      RetryOn{Timeout: c.RetryOn.Timeout, Statuses: slices.Clone(c.RetryOn.Statuses)},
 		passive:      passive,
 		log:          h.log,
 		maxConns:     c.MaxConns,
@@ -226,6 +244,9 @@ func (h *Handler) newReverseProxy(p *pool, u *Upstream) *httputil.ReverseProxy {
 		ModifyResponse: func(res *http.Response) error {
 			if u.stats != nil {
 				u.stats.codes.counter(res.StatusCode).Inc()
+			}
+			if codes, ok := res.Request.Context().Value(retryStatusKey{}).([]int); ok && slices.Contains(codes, res.StatusCode) {
+				return &retryStatusError{code: res.StatusCode} // ReverseProxy closes the body
 			}
 			if res.StatusCode == http.StatusSwitchingProtocols {
 				stripUpgradeHopHeaders(res.Header)

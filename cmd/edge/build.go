@@ -326,6 +326,13 @@ func buildProxy(cfg *config.Config) (proxy.Config, error) {
 			pool.Passive = proxy.PassiveCheck{Fails: p.Passive.FailCount(), Window: p.Passive.Window, Cooldown: p.Passive.Cooldown}
 		}
 		pool.H2C = p.Protocol == "h2c"
+		for _, r := range p.RetryOn {
+			timeout, status, _ := config.RetryCondition(r)
+			pool.RetryOn.Timeout = pool.RetryOn.Timeout || timeout
+			if status != 0 {
+				pool.RetryOn.Statuses = append(pool.RetryOn.Statuses, status)
+			}
+		}
 		if p.TLS != nil {
 			tc, err := buildBackendTLS(*p.TLS)
 			if err != nil {

@@ -180,3 +180,39 @@ func TestRefusalsHavePositions(t *testing.T) {
 		})
 	}
 }
+
+// TestBuildProxyPools: the pool keys reach proxy as they read: retry_on,
+// protocol, tls, max_conns and the queue, the site's rate.
+func TestBuildProxyPools(t *testing.T) {
+	cfg, err := config.Parse("t.yaml", []byte(`
+acme: {ca: "https://127.0.0.1:14000/dir"}
+limits: {rate: "20/s"}
+sites: [{hosts: [a.test], routes: [{path: /, pool: web}, {path: /g/, pool: grpc}]}]
+pools:
+  web: {backends: ["https://127.0.0.1:8443"], retries: 2, retry_on: [connect, timeout, 502, 503], max_conns: 5, queue: 0, tls: {server_name: iis.internal}}
+  grpc: {backends: ["http://127.0.0.1:9000"], protocol: h2c}
+`), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := buildProxy(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	web, grpc := pc.Pools[0], pc.Pools[1]
+	if !web.RetryOn.Timeout || !slices.Equal(web.RetryOn.Statuses, []int{502, 503}) || web.Retries != 2 {
+		t.Errorf("web retries %d, retry_on %+v", web.Retries, web.RetryOn)
+	}
+	if web.MaxConns != 5 || web.Queue != 0 || web.QueueTimeout != config.DefaultQueueTimeout {
+		t.Errorf("web max_conns %d queue %d queue_timeout %v", web.MaxConns, web.Queue, web.QueueTimeout)
+	}
+	if web.TLS == nil || web.TLS.ServerName != "iis.internal" || web.H2C {
+		t.Errorf("web tls %+v h2c %v", web.TLS, web.H2C)
+	}
+	if !grpc.H2C || grpc.TLS != nil || grpc.RetryOn.Timeout || len(grpc.RetryOn.Statuses) != 0 {
+		t.Errorf("grpc h2c %v tls %v retry_on %+v", grpc.H2C, grpc.TLS, grpc.RetryOn)
+	}
+	if r := pc.Sites[0].Rate; r.Events != 20 || r.Interval.Seconds() != 1 || r.Burst != 20 {
+		t.Errorf("site rate %+v, want limits.rate 20/s", r)
+	}
+}

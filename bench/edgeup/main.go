@@ -4,7 +4,8 @@
 // edge has obtained the site's certificate over HTTP-01, copies the
 // certificate chain and key that edge stored into -out (cert.pem, key.pem),
 // so the other servers under test serve the very same certificate, writes
-// edge's pid to -out/edge.pid and "ready" to -out/ready, then keeps
+// edge's pid to -out/edge.pid, its admin URL to -out/admin and "ready" to
+// -out/ready, then keeps
 // everything running until SIGTERM or SIGINT, when it stops its children.
 //
 // EDGE_BIN names a prebuilt edge binary (otherwise ./cmd/edge is built).
@@ -80,6 +81,9 @@ pools:
 		tb.Fatalf("%v", err)
 	}
 	if err := os.WriteFile(filepath.Join(out, "edge.pid"), []byte(fmt.Sprintln(e.Pid())), 0o644); err != nil {
+		tb.Fatalf("%v", err)
+	}
+	if err := os.WriteFile(filepath.Join(out, "admin"), []byte(e.AdminURL+"\n"), 0o644); err != nil {
 		tb.Fatalf("%v", err)
 	}
 	if err := os.WriteFile(filepath.Join(out, "edge.yaml"), []byte(cfg), 0o644); err != nil {

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -212,6 +213,19 @@ func (s *SSHD) Stop() {
 	if p != nil {
 		_ = p.Stop() // sshd exits 255 on SIGTERM
 	}
+	// sshd's exit does not always close the port at once (a per-connection
+	// child may still hold the listening socket for a moment): a connection
+	// made then completes and is reset. Wait until one is refused.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", s.Addr, time.Second)
+		if err != nil {
+			return
+		}
+		c.Close()
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.tb.Fatalf("sshd on %s: the port still accepts connections 5 s after sshd exited", s.Addr)
 }
 
 // Process is the current sshd process (a new one after each Start).

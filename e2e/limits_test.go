@@ -52,14 +52,7 @@ pools:
   iis: {backends: [%q], max_conns: 2, queue: 4, queue_timeout: 30s}
 `, testenv.Addr(ports[0]), testenv.Addr(ports[1]), testenv.Addr(ports[2]), peb.DirectoryURL, peb.MinicaRootFile,
 		filepath.Join(t.TempDir(), "storage"), backend.URL)
-	e := testenv.StartEdge(t, cfg)
-	if err := e.WaitReady(readyTimeout); err != nil {
-		t.Fatal(err)
-	}
-	roots, err := peb.IssuingRoots()
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, roots := startServing(t, peb, cfg)
 	client := testenv.HTTPSClient(roots, e.HTTPSAddr)
 	codes := make(chan int, 7)
 	var wg sync.WaitGroup
@@ -135,14 +128,7 @@ func TestRateLimit(t *testing.T) {
 		sites: []pSite{{hosts: []string{"a.test"}, rate: "5/s"}, {hosts: []string{"b.test"}}},
 		pools: []pPool{{name: "web", backends: []string{b.URL}}},
 	}
-	e := testenv.StartEdge(t, conf.yaml())
-	if err := e.WaitReady(readyTimeout); err != nil {
-		t.Fatal(err)
-	}
-	roots, err := peb.IssuingRoots()
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, roots := startServing(t, peb, conf.yaml())
 	client := testenv.HTTPSClient(roots, e.HTTPSAddr)
 	get := func(host string) *http.Response {
 		resp, err := client.Get("https://" + host + "/r")

@@ -87,14 +87,7 @@ func TestOnDemandAsk(t *testing.T) {
 		pools: []pPool{{name: "web", backends: []string{b.URL}}},
 		extra: fmt.Sprintf("on_demand: {ask: %q, ask_timeout: 2s, ask_cache: 1m}\n", ask.URL+"/allowed"),
 	}
-	e := testenv.StartEdge(t, conf.yaml())
-	if err := e.WaitReady(readyTimeout); err != nil {
-		t.Fatal(err)
-	}
-	roots, err := peb.IssuingRoots()
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, roots := startServing(t, peb, conf.yaml())
 	before := peb.Stats().Orders
 
 	const n = 1000
@@ -196,14 +189,7 @@ func TestOnDemandRate(t *testing.T) {
 		pools: []pPool{{name: "web", backends: []string{b.URL}}},
 		extra: fmt.Sprintf("on_demand: {allow: [\"*.rate.test\"], ask: \"http://%s/ask\", rate: 5/m}\n", down),
 	}
-	e := testenv.StartEdge(t, conf.yaml())
-	if err := e.WaitReady(readyTimeout); err != nil {
-		t.Fatal(err)
-	}
-	roots, err := peb.IssuingRoots()
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, roots := startServing(t, peb, conf.yaml())
 	before := peb.Stats().Orders
 	start := time.Now()
 

@@ -122,6 +122,21 @@ func startPebbleHTTP01(t *testing.T, httpPort int) *testenv.Pebble {
 	return testenv.StartPebble(t, testenv.PebbleOptions{HTTPPort: httpPort, DNSServer: cts.DNSAddr})
 }
 
+// startServing starts edge with cfg, waits until every name has its
+// certificate from peb, and returns edge and peb's issuing roots.
+func startServing(t *testing.T, peb *testenv.Pebble, cfg string) (*testenv.Edge, *x509.CertPool) {
+	t.Helper()
+	e := testenv.StartEdge(t, cfg)
+	if err := e.WaitReady(readyTimeout); err != nil {
+		t.Fatal(err)
+	}
+	roots, err := peb.IssuingRoots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, roots
+}
+
 // writeConfig replaces path atomically (a temp file renamed over it), so the
 // file watcher never reads a half-written file.
 func writeConfig(t *testing.T, path, text string) {

@@ -57,15 +57,8 @@ pools:
   web: {policy: ip_hash, backends: [%q, %q]}
 `, testenv.Addr(ports[0]), testenv.Addr(ports[1]), testenv.Addr(ports[2]), peb.DirectoryURL, peb.MinicaRootFile,
 		filepath.Join(t.TempDir(), "storage"), b1.URL, b2.URL)
-	e := testenv.StartEdge(t, cfg)
-	if err := e.WaitReady(readyTimeout); err != nil {
-		t.Fatal(err) // Pebble's validations come from 127.0.0.1, which sends no header and needs none
-	}
+	e, roots := startServing(t, peb, cfg)
 	hap := testenv.StartHAProxy(t, testenv.HAProxyOptions{Port: ports[3], Backends: []string{e.HTTPSAddr}, ServerOptions: "send-proxy-v2 source 127.0.0.2"})
-	roots, err := peb.IssuingRoots()
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	// Eight clients, three requests each, through HAProxy.
 	backendOf := map[string]string{}

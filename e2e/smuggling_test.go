@@ -94,14 +94,7 @@ func TestRawSocketAttacks(t *testing.T) {
 		sites:  []pSite{{hosts: []string{"a.test"}, plain: true}},
 		pools:  []pPool{{name: "web", backends: []string{b.URL}}},
 	}
-	e := testenv.StartEdge(t, conf.yaml())
-	if err := e.WaitReady(readyTimeout); err != nil {
-		t.Fatal(err)
-	}
-	roots, err := peb.IssuingRoots()
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, roots := startServing(t, peb, conf.yaml())
 	dial := map[string]func() (net.Conn, error){
 		"tls": func() (net.Conn, error) { return tlsDial(e.HTTPSAddr, "a.test", roots, "http/1.1") },
 		"plain": func() (net.Conn, error) {

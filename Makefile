@@ -9,7 +9,7 @@ deps:
 	@scripts/install-deps
 
 build:
-	@$(GO) build -o bin/edge ./cmd/edge
+	@$(GO) build -buildvcs=auto -o bin/edge ./cmd/edge
 
 demo: deps build
 	@EDGE_BIN=$(CURDIR)/bin/edge $(GO) run ./internal/demo

@@ -18,24 +18,14 @@ import (
 	"github.com/farmedge/edge/export"
 )
 
-func newFlagSet(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	return fs
-}
-
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: edge %s: %v", errUsage, fs.Name(), err)
-	}
-	return nil
-}
-
 func cmdValidate(args []string, stdout io.Writer) error {
 	fs := newFlagSet("validate")
 	path := fs.String("config", defaultConfigPath(), "config file")
 	checkDNS := fs.Bool("check-dns", false, "also check that every delegate: CNAME is in place")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
 		return err
 	}
 	cfg, err := config.Load(*path)
@@ -118,6 +108,9 @@ func cmdCerts(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
 	var raw json.RawMessage
 	if err := client().do(ctx, http.MethodGet, "/api/certificates", &raw); err != nil {
 		return err
@@ -145,7 +138,7 @@ func cmdRenew(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return fmt.Errorf("%w: edge renew [-admin URL] NAME", errUsage)
+		return fmt.Errorf("%w renew takes one NAME, got %q\n\n%s", errUsage, fs.Args(), commandHelp(fs))
 	}
 	name := fs.Arg(0)
 	var out map[string]any

@@ -29,8 +29,8 @@ const (
 	exitUsage = 2
 )
 
-// errUsage marks command-line mistakes.
-var errUsage = errors.New("usage")
+// errUsage marks command-line mistakes; its text leads the message.
+var errUsage = errors.New("edge")
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -48,23 +48,20 @@ func main() {
 	}
 }
 
-const usage = `usage: edge <command> [flags]
-
-commands:
-  run       [-config FILE]               serve until SIGTERM
-  validate  [-config FILE]               check a config file
-  certs     [-admin URL] [-json]         list managed certificates
-  renew     [-admin URL] NAME            renew a certificate now
-  export    [-admin URL] [-dry-run] [NAME...] deliver certificates to the export targets now; -dry-run tests each target
-  preflight [-config FILE] [-connect H:P] check that HTTP-01 requests reach an edge for every name
-  version                                print the version
-
--config defaults to $EDGE_CONFIG, then ./edge.yaml, then /etc/edge/edge.yaml.`
-
-// Run executes one command; main maps its error to an exit code.
+// Run executes one command; main maps its error to an exit code. A
+// request for help (-h) prints to stdout and returns nil.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	err := run(ctx, args, stdout, stderr)
+	var he *helpError
+	if errors.As(err, &he) {
+		_, err = io.WriteString(stdout, he.text)
+	}
+	return err
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w\n%s", errUsage, usage)
+		return fmt.Errorf("%w: a command is needed\n\n%s", errUsage, usageText())
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
@@ -81,13 +78,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "preflight":
 		return cmdPreflight(ctx, rest, stdout)
 	case "version", "-version", "--version":
-		fmt.Fprintf(stdout, "edge %s\n", version)
-		return nil
-	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, usage)
-		return nil
+		return cmdVersion(rest, stdout)
+	case "help", "-h", "-help", "--help":
+		return cmdHelp(rest, stdout)
 	}
-	return fmt.Errorf("%w: unknown command %q\n%s", errUsage, cmd, usage)
+	return fmt.Errorf("%w: unknown command %q\n\n%s", errUsage, cmd, usageText())
 }
 
 // defaultConfigPath follows DESIGN.md: $EDGE_CONFIG, ./edge.yaml, /etc/edge/edge.yaml.

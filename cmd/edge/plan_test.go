@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -214,5 +216,51 @@ pools:
 	}
 	if r := pc.Sites[0].Rate; r.Events != 20 || r.Interval.Seconds() != 1 || r.Burst != 20 {
 		t.Errorf("site rate %+v, want limits.rate 20/s", r)
+	}
+}
+
+// TestCLIConventions: every command's -h prints its flags and succeeds;
+// plain edge and a stray argument are usage errors that say what to do.
+func TestCLIConventions(t *testing.T) {
+	for _, c := range commands {
+		if c.name == "help" {
+			continue
+		}
+		var out bytes.Buffer
+		if err := Run(t.Context(), []string{c.name, "-h"}, &out, &out); err != nil {
+			t.Errorf("edge %s -h: %v", c.name, err)
+		}
+		if !strings.HasPrefix(out.String(), "usage: edge "+c.name) {
+			t.Errorf("edge %s -h printed %q", c.name, out.String())
+		}
+		if c.name != "version" && !strings.Contains(out.String(), "flags:\n") {
+			t.Errorf("edge %s -h lists no flags:\n%s", c.name, out.String())
+		}
+	}
+	var out bytes.Buffer
+	if err := Run(t.Context(), []string{"help", "run"}, &out, &out); err != nil || !strings.Contains(out.String(), "-config") {
+		t.Errorf("edge help run: %v %q", err, out.String())
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "edge: a command is needed"},
+		{[]string{"validate", "edge.yaml"}, "did you mean -config edge.yaml?"},
+		{[]string{"renew"}, "takes one NAME"},
+		{[]string{"certs", "-nope"}, "flag provided but not defined: -nope"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+	} {
+		err := Run(t.Context(), tc.args, io.Discard, io.Discard)
+		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("edge %q: %v, want a usage error containing %q", tc.args, err, tc.want)
+		}
+		if strings.Count(err.Error(), "usage: edge") > 1 {
+			t.Errorf("edge %q prints the usage twice:\n%v", tc.args, err)
+		}
+	}
+	out.Reset()
+	if err := Run(t.Context(), []string{"version", "-json"}, &out, &out); err != nil || !strings.Contains(out.String(), `"go_version":"go`) {
+		t.Errorf("edge version -json: %v %q", err, out.String())
 	}
 }

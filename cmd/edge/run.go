@@ -102,6 +102,9 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
 	data, err := os.ReadFile(*path)
 	if err != nil {
 		return fmt.Errorf("reading config: %w", err)

@@ -250,8 +250,10 @@ type Route struct {
 
 // Pool is a group of backends.
 type Pool struct {
-	Policy   string   `yaml:"policy"` // round_robin (default) | least_conn | random | ip_hash | cookie | first
-	Backends []string `yaml:"backends"`
+	Policy string `yaml:"policy"` // round_robin (default) | least_conn | random | ip_hash | cookie | first
+	// Backends are URLs, each alone or with a weight:
+	// ["http://10.0.0.11:8080", {url: "http://10.0.0.12:8080", weight: 3}].
+	Backends []Backend `yaml:"backends"`
 	Health   *Health  `yaml:"health"`
 	Passive  Passive  `yaml:"passive"`
 	Retries  int      `yaml:"retries"`
@@ -295,6 +297,23 @@ type PoolTLS struct {
 	// InsecureSkipVerify accepts any backend certificate; edge warns at
 	// every start and reload.
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// Backend is one server of a pool. In YAML a URL alone stands for {url: URL}.
+type Backend struct {
+	URL string `yaml:"url,shorthand"`
+	// Weight is the backend's share of new requests against the others of
+	// its pool (round_robin, least_conn, random); 0 means 1.
+	Weight int `yaml:"weight"`
+}
+
+// URLs returns the URLs of p's backends, in order.
+func (p Pool) URLs() []string {
+	out := make([]string, len(p.Backends))
+	for i, b := range p.Backends {
+		out[i] = b.URL
+	}
+	return out
 }
 
 // QueueSize is *Queue, or 0 when Queue is nil (before ApplyDefaults).

@@ -286,6 +286,9 @@ type fields struct {
 	index   map[string]int
 	names   []string
 	secrets []secret // each X / X_file pair
+	// shorthand is the field a scalar stands for (tag option
+	// ",shorthand"), or -1.
+	shorthand int
 }
 
 // secret is a value field X with a sibling X_file.
@@ -295,11 +298,14 @@ type secret struct {
 }
 
 func fieldsOf(t reflect.Type) fields {
-	f := fields{index: map[string]int{}}
+	f := fields{index: map[string]int{}, shorthand: -1}
 	for i := range t.NumField() {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		name, opts, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
 		if name == "" || name == "-" {
 			continue
+		}
+		if opts == "shorthand" {
+			f.shorthand = i
 		}
 		f.index[name] = i
 		f.names = append(f.names, name)
@@ -322,11 +328,17 @@ func join(path, key string) string {
 }
 
 func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
+	f := fieldsOf(v.Type())
+	if n.Kind == yaml.ScalarNode && f.shorthand >= 0 {
+		// A struct whose field is tagged ",shorthand" may be written as
+		// that field alone: "http://10.0.0.11" for {url: "http://10.0.0.11"}.
+		d.decodeValue(n, v.Field(f.shorthand), path)
+		return
+	}
 	if n.Kind != yaml.MappingNode {
 		d.typeError(n, v, path)
 		return
 	}
-	f := fieldsOf(v.Type())
 	for _, p := range d.pairs(n, path, 0) {
 		k, val := p[0], p[1]
 		i, ok := f.index[k.Value]

@@ -176,6 +176,11 @@ sites: [{hosts: [a.example.com], routes: [{path: /, pool: web}, {path: /g/, pool
 			`4:36: protocol h2c is HTTP/2 without TLS: backend "https://127.0.0.1:8443" must be http://`,
 			`4:68: tls needs both client_cert_file and client_key_file, or neither`,
 			`4:108: invalid server name "a b"`}},
+		{"weighted backends", `
+pools:
+  web: {backends: ["http://127.0.0.1:8080", {url: "http://127.0.0.1:8081", weight: 3}, {url: "http://127.0.0.1:8082", weight: 500}, {uri: "http://x"}]}
+sites: [{hosts: [a.example.com], routes: [{path: /, pool: web}]}]
+`, nil, []string{`3:88: weight 500: must be between 1 and 100`, `3:133: backend needs url`, `3:134: unknown key "uri" (did you mean "url"?)`}},
 		{"retry_on", `
 pools:
   web: {retries: 2, retry_on: [connect, timeout, 503, 404, sometimes], backends: ["http://127.0.0.1:8080"]}

@@ -95,7 +95,7 @@ pools:
 		t.Errorf("hsts = %d", c.Sites[0].HSTS)
 	}
 	p := c.Pools["web"]
-	if p.Backends[0] != "http://127.0.0.1:8080" || p.Retries != 0 || p.Timeouts.Connect != time.Second {
+	if p.Backends[0].URL != "http://127.0.0.1:8080" || p.Retries != 0 || p.Timeouts.Connect != time.Second {
 		t.Errorf("pool = %+v", p)
 	}
 }
@@ -215,7 +215,7 @@ pools:
 		Pools: map[string]Pool{
 			"web": {
 				Policy:   "round_robin",
-				Backends: []string{"http://127.0.0.1:8080"},
+				Backends: []Backend{{URL: "http://127.0.0.1:8080"}},
 				Health:   &Health{Path: "/", Interval: 5 * time.Second, Timeout: 2 * time.Second, Expect: 200, Fails: 2, Passes: 2},
 				Passive:  Passive{Enabled: &tr, Fails: &three, Window: 10 * time.Second, Cooldown: 30 * time.Second},
 				Timeouts: Timeouts{Connect: 3 * time.Second, ResponseHeader: 30 * time.Second, Idle: 90 * time.Second},
@@ -223,7 +223,7 @@ pools:
 			},
 			"bare": {
 				Policy:   "round_robin",
-				Backends: []string{"http://127.0.0.1:8081"},
+				Backends: []Backend{{URL: "http://127.0.0.1:8081"}},
 				Passive:  Passive{Enabled: &tr, Fails: &three, Window: 10 * time.Second, Cooldown: 30 * time.Second},
 				Retries:  2,
 				Timeouts: Timeouts{Connect: 3 * time.Second, ResponseHeader: 30 * time.Second, Idle: 90 * time.Second},
@@ -316,7 +316,7 @@ sites:
 func TestValidateWithoutPositions(t *testing.T) {
 	c := &Config{
 		Sites: []Site{{Hosts: []string{"a.example.com"}, Routes: []Route{{Path: "/", Pool: "nope"}}}},
-		Pools: map[string]Pool{"web": {Backends: []string{"http://127.0.0.1:8080"}}},
+		Pools: map[string]Pool{"web": {Backends: []Backend{{URL: "http://127.0.0.1:8080"}}}},
 	}
 	c.ApplyDefaults()
 	err := c.Validate()
@@ -354,5 +354,21 @@ func TestLoad(t *testing.T) {
 	}
 	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
 		t.Error("Load(missing) succeeded")
+	}
+}
+
+// TestBackendForms: a backend is a URL alone or {url, weight}.
+func TestBackendForms(t *testing.T) {
+	c := mustParseOf(t, `
+pools:
+  web: {backends: ["http://127.0.0.1:8080", {url: "http://127.0.0.1:8081", weight: 3}]}
+sites: [{hosts: [a.example.com], routes: [{path: /, pool: web}]}]
+`, func(string) (string, bool) { return "", false }, false)
+	want := []Backend{{URL: "http://127.0.0.1:8080"}, {URL: "http://127.0.0.1:8081", Weight: 3}}
+	if got := c.Pools["web"].Backends; !reflect.DeepEqual(got, want) {
+		t.Errorf("backends %+v, want %+v", got, want)
+	}
+	if got := c.Pools["web"].URLs(); !reflect.DeepEqual(got, []string{"http://127.0.0.1:8080", "http://127.0.0.1:8081"}) {
+		t.Errorf("URLs() = %q", got)
 	}
 }

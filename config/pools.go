@@ -18,17 +18,32 @@ func (v *validator) pools() {
 			v.errorf(p+".backends", "pool %q has no backends", name)
 		}
 		seen := map[string]string{}
+		weighted := false
 		for j, b := range pool.Backends {
 			bp := fmt.Sprintf("%s.backends[%d]", p, j)
-			u, ok := v.backend(bp, b)
+			if b.Weight < 0 || b.Weight > MaxWeight {
+				v.errorf(bp, "weight %d: must be between 1 and %d", b.Weight, MaxWeight)
+			}
+			weighted = weighted || (b.Weight > 1)
+			if b.URL == "" {
+				v.errorf(bp, "backend needs url")
+				continue
+			}
+			u, ok := v.backend(bp, b.URL)
 			if !ok {
 				continue
 			}
 			key := u.String() // what proxy names the backend by
 			if first, dup := seen[key]; dup {
-				v.errorf(bp, "backend %q is already listed at %s", b, v.where(first))
+				v.errorf(bp, "backend %q is already listed at %s", b.URL, v.where(first))
 			}
 			seen[key] = bp
+		}
+		switch pool.Policy {
+		case "ip_hash", "cookie", "first":
+			if weighted {
+				v.warnf(p+".policy", "policy %s does not use weights (round_robin, least_conn and random do)", pool.Policy)
+			}
 		}
 		if h := pool.Health; h != nil {
 			v.health(p+".health", h)
@@ -110,19 +125,22 @@ func validHostHeader(host string) bool {
 	return true
 }
 
+// MaxWeight is the largest backend weight.
+const MaxWeight = 100
+
 // poolProtocol checks protocol and tls of the pool at path p against its
 // backends' schemes.
 func (v *validator) poolProtocol(p string, pool Pool) {
 	v.oneOf(p+".protocol", "backend protocol", pool.Protocol, backendProtocols)
 	https := false
 	for j, b := range pool.Backends {
-		u, err := url.Parse(b)
+		u, err := url.Parse(b.URL)
 		if err != nil {
 			continue // reported by backend
 		}
 		https = https || u.Scheme == "https"
 		if pool.Protocol == "h2c" && u.Scheme != "http" {
-			v.errorf(fmt.Sprintf("%s.backends[%d]", p, j), "protocol h2c is HTTP/2 without TLS: backend %q must be http:// (https backends get HTTP/2 by ALPN with protocol http)", b)
+			v.errorf(fmt.Sprintf("%s.backends[%d]", p, j), "protocol h2c is HTTP/2 without TLS: backend %q must be http:// (https backends get HTTP/2 by ALPN with protocol http)", b.URL)
 		}
 	}
 	t := pool.TLS

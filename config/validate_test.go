@@ -247,7 +247,7 @@ pools:
 		c := &Config{
 			ACME:  ACME{CA: "https://ca.internal/dir"},
 			Sites: []Site{{Hosts: []string{"intranet"}, Routes: []Route{{Path: "/", Pool: "web"}}}},
-			Pools: map[string]Pool{"web": {Backends: []string{"http://127.0.0.1:8080"}}},
+			Pools: map[string]Pool{"web": {Backends: []Backend{{URL: "http://127.0.0.1:8080"}}}},
 		}
 		c.ApplyDefaults()
 		w := c.Warnings()
@@ -302,7 +302,7 @@ pools: {web: {backends: ["http://127.0.0.1:8080"]}}
 	t.Run("built in code", func(t *testing.T) {
 		c := &Config{Limits: Limits{Rate: "10/s"}, OnDemand: &OnDemand{Ask: "http://app/ok"},
 			Sites: []Site{{Hosts: []string{"*"}, Routes: []Route{{Path: "/", Pool: "web"}}}},
-			Pools: map[string]Pool{"web": {Backends: []string{"http://127.0.0.1:8080"}, MaxConns: 10}}}
+			Pools: map[string]Pool{"web": {Backends: []Backend{{URL: "http://127.0.0.1:8080"}}, MaxConns: 10}}}
 		c.ApplyDefaults()
 		if err := c.Validate(); err != nil {
 			t.Errorf("Validate() = %v", err)

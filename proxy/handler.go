@@ -499,7 +499,7 @@ func (h *Handler) finish(rec *recorder, r *http.Request, s *site, rt *route, sta
 // backend tried last in rec.up (nil when none was available), and a written
 // response or rec.err for finish to map to a status.
 func (h *Handler) forward(rec *recorder, r *http.Request, p *pool) {
-	candidates := p.upstreams
+	candidates := p.ring
 	var triedBuf [4]*Upstream
 	tried := triedBuf[:0]
 	for attempt := 0; ; attempt++ {

@@ -146,9 +146,10 @@ func (s *RoundRobin) Select(pool []*Upstream, _ *http.Request, _ http.ResponseWr
 // String returns the policy name, "round_robin".
 func (*RoundRobin) String() string { return "round_robin" }
 
-// LeastConn picks the available backend with the fewest requests in flight;
-// ties are broken at random so that an idle pool still spreads the load. The
-// zero value is ready and safe for concurrent use.
+// LeastConn picks the available backend with the fewest requests in flight
+// per weight (PoolConfig.Weights; 1 each without); ties are broken at random
+// so that an idle pool still spreads the load. The zero value is ready and
+// safe for concurrent use.
 type LeastConn struct{}
 
 // Select implements Selector.
@@ -161,10 +162,16 @@ func (LeastConn) Select(pool []*Upstream, _ *http.Request, _ http.ResponseWriter
 			continue
 		}
 		n := u.InFlight()
+		// n/u.weight against bestN/best.weight, without division.
+		var less, equal bool
+		if best != nil {
+			a, b := n*int64(max(best.weight, 1)), bestN*int64(max(u.weight, 1))
+			less, equal = a < b, a == b
+		}
 		switch {
-		case best == nil || n < bestN:
+		case best == nil || less:
 			best, bestN, ties = u, n, 1
-		case n == bestN:
+		case equal:
 			// Reservoir sampling among equals.
 			ties++
 			if rand.IntN(ties) == 0 {

@@ -24,6 +24,12 @@ type PoolConfig struct {
 	// Backends are base URLs, http or https; a path is prefixed to the
 	// request's.
 	Backends []*url.URL
+	// Weights, when not nil, holds one weight per backend, in Backends'
+	// order (0 counts as 1): a backend's share of new requests under
+	// round_robin (interleaved smoothly, as nginx does), random and
+	// least_conn (requests in flight per weight). ip_hash, cookie and
+	// first ignore them.
+	Weights []int
 	// Selector picks a backend per request; nil means round robin. A
 	// Cookie is given the pool's own cookie name (CookieNameFor).
 	Selector Selector
@@ -98,6 +104,10 @@ type pool struct {
 	selector  Selector
 	retries   int
 	retryOn   RetryOn
+	// ring is what the selector chooses among on a first try: the
+	// backends, each as often as its weight in smooth order when weights
+	// differ and the policy uses them; otherwise upstreams itself.
+	ring []*Upstream
 	// maxConns, queueSize and queueTimeout are PoolConfig's; queue and
 	// qstats are shared with the other generations through the State.
 	maxConns     int
@@ -127,6 +137,14 @@ func newPool(c PoolConfig, h *Handler) (*pool, error) {
 	}
 	if c.Retries < 0 {
 		return nil, fmt.Errorf("pool %q: negative retries", c.Name)
+	}
+	if c.Weights != nil && len(c.Weights) != len(c.Backends) {
+		return nil, fmt.Errorf("pool %q: %d weights for %d backends", c.Name, len(c.Weights), len(c.Backends))
+	}
+	for _, w := range c.Weights {
+		if w < 0 || w > maxWeight {
+			return nil, fmt.Errorf("pool %q: weight %d out of 0..%d", c.Name, w, maxWeight)
+		}
 	}
 	if c.MaxConns < 0 || c.Queue < 0 || c.QueueTimeout < 0 {
 		return nil, fmt.Errorf("pool %q: negative max_conns, queue or queue timeout", c.Name)
@@ -206,6 +224,16 @@ func newPool(c PoolConfig, h *Handler) (*pool, error) {
 		}
 		st.health.mu.Unlock()
 	}
+	p.ring = p.upstreams
+	if c.Weights != nil {
+		for i, u := range p.upstreams {
+			u.weight = max(c.Weights[i], 1)
+		}
+		switch p.selector.(type) {
+		case *RoundRobin, Random:
+			p.ring = weightedRing(p.upstreams)
+		}
+	}
 	p.transport = newTransport(c.Timeouts, https)
 	if c.TLS != nil {
 		p.transport.TLSClientConfig = c.TLS.Clone()
@@ -219,6 +247,49 @@ func newPool(c PoolConfig, h *Handler) (*pool, error) {
 		u.proxy = h.newReverseProxy(p, u)
 	}
 	return p, nil
+}
+
+// maxWeight bounds a backend's weight, and so the ring at 100 entries per
+// backend.
+const maxWeight = 100
+
+// weightedRing lists each upstream as often as its weight (divided by the
+// weights' greatest common divisor), in nginx's smooth weighted round-robin
+// order: for weights 5, 1, 1 it is a a b a c a a, not a a a a a b c. All
+// weights equal: the upstreams themselves.
+func weightedRing(ups []*Upstream) []*Upstream {
+	g := 0
+	for _, u := range ups {
+		g = gcd(g, u.weight)
+	}
+	total := 0
+	for _, u := range ups {
+		total += u.weight / g
+	}
+	if total == len(ups) {
+		return ups
+	}
+	ring := make([]*Upstream, 0, total)
+	current := make([]int, len(ups))
+	for range total {
+		best := 0
+		for i, u := range ups {
+			current[i] += u.weight / g
+			if current[i] > current[best] {
+				best = i
+			}
+		}
+		current[best] -= total
+		ring = append(ring, ups[best])
+	}
+	return ring
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
 
 // release gives the pool's entries back to the State.

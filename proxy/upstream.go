@@ -24,6 +24,7 @@ type Upstream struct {
 	hash      uint64 // fnv-64a of name, for ip_hash and cookie
 	cookie    string // cookie value selecting this backend
 	healthURL string // the active check's probe URL
+	weight    int    // 1 unless PoolConfig.Weights says more
 
 	pool  *pool
 	proxy *httputil.ReverseProxy
@@ -40,6 +41,7 @@ func newUpstream(u *url.URL) *Upstream {
 		name:         name,
 		hash:         sum,
 		cookie:       strconv.FormatUint(sum, 36),
+		weight:       1,
 	}
 }
 

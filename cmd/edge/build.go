@@ -345,14 +345,20 @@ func buildProxy(cfg *config.Config) (proxy.Config, error) {
 			pool.Health = &proxy.HealthCheck{Path: h.Path, Host: h.Host, Interval: h.Interval, Timeout: h.Timeout, Expect: h.Expect, Fails: h.Fails, Passes: h.Passes}
 		}
 		bad := false
+		weighted := false
 		for i, b := range p.Backends {
-			u, err := url.Parse(b)
+			u, err := url.Parse(b.URL)
 			if err != nil {
 				errs = append(errs, cfg.ErrorAt(fmt.Sprintf("%s.backends[%d]", path, i), "%v", err))
 				bad = true
 				continue
 			}
 			pool.Backends = append(pool.Backends, u)
+			pool.Weights = append(pool.Weights, max(b.Weight, 1))
+			weighted = weighted || b.Weight > 1
+		}
+		if !weighted {
+			pool.Weights = nil
 		}
 		if !bad {
 			if err := proxy.Check(proxy.Config{Pools: []proxy.PoolConfig{pool}}); err != nil {

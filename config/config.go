@@ -254,9 +254,9 @@ type Pool struct {
 	// Backends are URLs, each alone or with a weight:
 	// ["http://10.0.0.11:8080", {url: "http://10.0.0.12:8080", weight: 3}].
 	Backends []Backend `yaml:"backends"`
-	Health   *Health  `yaml:"health"`
-	Passive  Passive  `yaml:"passive"`
-	Retries  int      `yaml:"retries"`
+	Health   *Health   `yaml:"health"`
+	Passive  Passive   `yaml:"passive"`
+	Retries  int       `yaml:"retries"`
 	// RetryOn lists what an idempotent request is retried on, on another
 	// backend, up to Retries: connect (always, as nothing was sent),
 	// timeout (no response headers within timeouts.response_header), and

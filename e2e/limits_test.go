@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -172,4 +175,94 @@ func TestRateLimit(t *testing.T) {
 	if got := m.Sum("edge_http_requests_total", "site", "a.test", "code", "429"); got != float64(limited) {
 		t.Errorf("edge_http_requests_total{site=a.test,code=429} = %v, want %d", got, limited)
 	}
+}
+
+// TestDrainUnderLoad: `edge drain` takes a backend out of new traffic while
+// clients keep sending: no request fails, the drained backend gets nothing
+// new once its requests in flight are done, and `edge undrain` puts it back.
+func TestDrainUnderLoad(t *testing.T) {
+	ports := testenv.FreePorts(t, 3)
+	peb := startPebbleHTTP01(t, ports[0])
+	b1, b2 := testenv.NewBackend(t, 1, 0), testenv.NewBackend(t, 2, 0)
+	conf := pConf{
+		httpPort: ports[0], httpsPort: ports[1], adminPort: ports[2],
+		peb: peb, storage: filepath.Join(t.TempDir(), "storage"),
+		sites: []pSite{{hosts: []string{"a.test"}}},
+		pools: []pPool{{name: "web", backends: []string{b1.URL, b2.URL}}},
+	}
+	e, roots := startServing(t, peb, conf.yaml())
+	bin := testenv.BuildEdge(t)
+	edgeCLI := func(args ...string) {
+		t.Helper()
+		out, err := exec.Command(bin, append(args[:1:1], append([]string{"-admin", e.AdminURL}, args[1:]...)...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("edge %v: %v\n%s", args, err, out)
+		}
+		t.Logf("edge %v: %s", args, strings.TrimSpace(string(out)))
+	}
+	client := testenv.HTTPSClient(roots, e.HTTPSAddr)
+	var failed, sent atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for i := 0; i < 5000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				sent.Add(1)
+				resp, err := client.Get("https://a.test/")
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	edgeCLI("drain", "web", b1.URL)
+	waitFor(t, 5*time.Second, "the drained backend's requests in flight to finish", func() bool {
+		var pools []struct {
+			Name     string
+			Backends []struct {
+				URL      string
+				Drained  bool
+				InFlight int64 `json:"in_flight"`
+			}
+		}
+		if err := getJSON(e.AdminURL+"/api/pools", &pools); err != nil {
+			return false
+		}
+		b := pools[0].Backends[0]
+		return b.Drained && b.InFlight == 0
+	})
+	after := b1.Requests()
+	time.Sleep(500 * time.Millisecond)
+	if got := b1.Requests() - after; got != 0 {
+		t.Errorf("the drained backend got %d new requests", got)
+	}
+	edgeCLI("undrain", "web", b1.URL)
+	waitFor(t, 5*time.Second, "the undrained backend to take requests", func() bool { return b1.Requests() > after })
+	close(stop)
+	wg.Wait()
+	t.Logf("%d requests sent, %d failed; backends %d and %d", sent.Load(), failed.Load(), b1.Requests(), b2.Requests())
+	if failed.Load() != 0 {
+		t.Errorf("%d of %d requests failed across the drain", failed.Load(), sent.Load())
+	}
+}
+
+func getJSON(url string, v any) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
 }

@@ -13,6 +13,8 @@ var (
 	// ErrNoUpstream means no backend of the pool was available; it maps to
 	// 503 Service Unavailable.
 	ErrNoUpstream = errors.New("no available backend")
+	// ErrNoBackend means a pool or backend named to Drain does not exist.
+	ErrNoBackend = errors.New("no such pool or backend")
 	// ErrQueueFull means every available backend of the pool was at its
 	// MaxConns and the pool's queue was full. It wraps ErrNoUpstream: 503.
 	ErrQueueFull = fmt.Errorf("%w: every backend at max_conns and the queue full", ErrNoUpstream)

@@ -258,6 +258,31 @@ func (h *Handler) Close() {
 	})
 }
 
+// Drain takes the backend named backend (its URL as BackendStatus shows
+// it) of pool out of new traffic, or, with drain false, puts it back. Its
+// requests in flight finish; health checks go on. The mark is kept in the
+// State, so it outlives reloads that keep the backend. It returns
+// ErrNoBackend when the pool has no such backend.
+func (h *Handler) Drain(pool, backend string, drain bool) error {
+	for _, p := range h.poolList {
+		if p.name != pool {
+			continue
+		}
+		for _, u := range p.upstreams {
+			if u.name == backend {
+				if u.drained.Swap(drain) != drain {
+					h.log.Info("backend drain changed", logKeyPool, pool, logKeyBackend, backend, "drained", drain)
+					if !drain && p.queue != nil {
+						p.queue.wake() // requests waiting for a slot may take this one
+					}
+				}
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("pool %q, backend %q: %w", pool, backend, ErrNoBackend)
+}
+
 // Status returns a snapshot of every pool, in configuration order. Safe for
 // concurrent use.
 func (h *Handler) Status() []PoolStatus {

@@ -129,17 +129,23 @@ func (p *pool) pick(rec *recorder, r *http.Request, candidates []*Upstream) (u *
 		u := p.selector.Select(candidates, r, rec)
 		if u == nil {
 			for _, c := range candidates {
-				if c.up() {
+				if c.up() && !c.Drained() {
 					return nil, true
 				}
 			}
 			return nil, false
 		}
 		if u.acquire() {
-			return u, false
+			if !u.Drained() {
+				return u, false
+			}
+			// Drained since Select looked: once Drain has returned, no
+			// request that takes a slot after it is sent there.
+			u.done()
 		}
-		// Another request took its last slot since Select looked: select
-		// again, and drop the sticky cookie Select may have set for it.
+		// Another request took its last slot (or the backend was drained)
+		// since Select looked: select again, and drop the sticky cookie
+		// Select may have set for it.
 		if rec != nil {
 			delete(rec.Header(), "Set-Cookie")
 		}

@@ -56,6 +56,9 @@ type backendState struct {
 	ejectedUntil atomic.Int64 // unix nanoseconds; 0 when not ejected (passive check)
 	inFlight     atomic.Int64
 	fails        atomic.Uint64 // backend failures since the backend was first configured
+	// drained takes the backend out of new traffic (Handler.Drain) while
+	// its requests in flight finish; it outlives reloads with the state.
+	drained atomic.Bool
 	// maxConns is the cap on inFlight, 0 for none: the smallest MaxConns
 	// of the open Handlers that list the backend (caps counts them by
 	// MaxConns, 0 for none; guarded by State.mu). So no generation's cap is

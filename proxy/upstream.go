@@ -55,8 +55,11 @@ func (u *Upstream) String() string { return u.name }
 // active health check, is not ejected by the passive one and is below its
 // MaxConns (not Full). Selectors ask only this.
 func (u *Upstream) Available() bool {
-	return u.up() && !u.Full()
+	return u.up() && !u.drained.Load() && !u.Full()
 }
+
+// Drained reports whether the backend is taken out of new traffic.
+func (u *Upstream) Drained() bool { return u.drained.Load() }
 
 // Full reports whether the backend has as many requests in flight as its
 // MaxConns allows (never without a MaxConns).
@@ -155,6 +158,7 @@ type BackendStatus struct {
 	Up       bool   `json:"up"`      // healthy and not ejected (full or not)
 	Healthy  bool   `json:"healthy"` // the active check's verdict
 	Ejected  bool   `json:"ejected"` // ejected by the passive check
+	Drained  bool   `json:"drained"` // out of new traffic (Handler.Drain)
 	InFlight int64  `json:"in_flight"`
 	Fails    uint64 `json:"fails"` // failures (connect, timeout, protocol, health) since the backend was configured
 }
@@ -165,6 +169,7 @@ func (u *Upstream) status() BackendStatus {
 		Up:       u.up(),
 		Healthy:  u.Healthy(),
 		Ejected:  u.Ejected(),
+		Drained:  u.Drained(),
 		InFlight: u.InFlight(),
 		Fails:    u.fails.Load(),
 	}

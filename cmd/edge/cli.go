@@ -19,6 +19,8 @@ var commands = []struct{ name, args, about string }{
 	{"certs", "", "list managed certificates (from the admin API)"},
 	{"renew", "NAME", "renew a certificate now"},
 	{"export", "[NAME...]", "deliver certificates to the export targets now; -dry-run tests each target"},
+	{"drain", "POOL BACKEND", "take a backend out of new traffic (its requests in flight finish), for maintenance"},
+	{"undrain", "POOL BACKEND", "put a drained backend back"},
 	{"preflight", "", "check that HTTP-01 requests reach an edge for every name, CNAME delegations"},
 	{"version", "", "print the version (-json for scripts)"},
 	{"help", "[COMMAND]", "this text, or a command's flags"},

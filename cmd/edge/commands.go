@@ -149,6 +149,33 @@ func cmdRenew(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
+// cmdDrain is edge drain and edge undrain: POOL BACKEND out of new
+// traffic, or back in.
+func cmdDrain(ctx context.Context, name string, args []string, stdout io.Writer) error {
+	fs := newFlagSet(name)
+	client, _ := newAdminClient(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		return fmt.Errorf("%w %s takes POOL BACKEND (the backend's URL as edge certs/api/pools show it), got %q\n\n%s", errUsage, name, fs.Args(), commandHelp(fs))
+	}
+	q := url.Values{"pool": {fs.Arg(0)}, "backend": {fs.Arg(1)}}
+	if name == "undrain" {
+		q.Set("undo", "1")
+	}
+	var out map[string]any
+	if err := client().do(ctx, http.MethodPost, "/api/drain?"+q.Encode(), &out); err != nil {
+		return err
+	}
+	if name == "undrain" {
+		fmt.Fprintf(stdout, "%s in pool %s takes new requests again\n", fs.Arg(1), fs.Arg(0))
+	} else {
+		fmt.Fprintf(stdout, "%s in pool %s takes no new requests; those in flight finish\n", fs.Arg(1), fs.Arg(0))
+	}
+	return nil
+}
+
 // exportAttempt is one target's outcome as /api/export returns it.
 type exportAttempt struct {
 	Name   string `json:"name"`

@@ -75,6 +75,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdRenew(ctx, rest, stdout)
 	case "export":
 		return cmdExport(ctx, rest, stdout)
+	case "drain", "undrain":
+		return cmdDrain(ctx, cmd, rest, stdout)
 	case "preflight":
 		return cmdPreflight(ctx, rest, stdout)
 	case "version", "-version", "--version":

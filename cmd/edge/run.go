@@ -521,6 +521,7 @@ func (s *server) servers(cfg *config.Config) []httpServer {
 			"export":       s.apiExport,
 			"pools":        func(*http.Request) (any, error) { return s.gen.Load().proxy.Status(), nil },
 			"renew":        s.apiRenew,
+			"drain":        s.apiDrain,
 			"locks":        s.locks,
 		},
 	}))
@@ -657,6 +658,26 @@ func (s *server) apiRenew(r *http.Request) (any, error) {
 		return nil, &admin.StatusError{Code: code, Err: err}
 	}
 	return map[string]string{"renewing": name}, nil
+}
+
+// apiDrain is POST /api/drain?pool=P&backend=URL[&undo=1]: the backend
+// takes no new requests (or, with undo, takes them again) while its
+// requests in flight finish. The mark outlives reloads that keep the
+// backend, not a restart.
+func (s *server) apiDrain(r *http.Request) (any, error) {
+	if r.Method != http.MethodPost {
+		return nil, &admin.StatusError{Code: http.StatusMethodNotAllowed, Err: errors.New("use POST")}
+	}
+	q := r.URL.Query()
+	pool, backend, drain := q.Get("pool"), q.Get("backend"), q.Get("undo") == ""
+	if err := s.gen.Load().proxy.Drain(pool, backend, drain); err != nil {
+		code := http.StatusInternalServerError
+		if errors.Is(err, proxy.ErrNoBackend) {
+			code = http.StatusNotFound
+		}
+		return nil, &admin.StatusError{Code: code, Err: err}
+	}
+	return map[string]any{"pool": pool, "backend": backend, "drained": drain}, nil
 }
 
 // certificate is one row of /api/certificates: tlsmgr's status and each

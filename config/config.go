@@ -229,6 +229,15 @@ type Site struct {
 	Delegate     string   `yaml:"delegate"`
 	// Rate replaces limits.rate for this site ("off": no limit).
 	Rate string `yaml:"rate"`
+	// Headers change requests to the backends and responses to clients.
+	Headers Headers `yaml:"headers"`
+	// Maintenance answers every request with 503, the 503 page and
+	// Retry-After, without contacting a backend; the ACME challenge path
+	// still works.
+	Maintenance bool `yaml:"maintenance"`
+	// ErrorPages maps "502", "503" and "504" to HTML files, the bodies of
+	// those answers when edge gives them itself (read at load and reload).
+	ErrorPages map[string]string `yaml:"error_pages"`
 	// RateEvents per RateInterval is the effective rate, from Rate or
 	// limits.rate, parsed by Load (both 0: no limit); RateBurst likewise.
 	RateEvents   int           `yaml:"-"`
@@ -246,6 +255,22 @@ type Route struct {
 	// MaxBody is a size such as "10MB"; MaxBodyBytes is the parsed value (0 = unlimited).
 	MaxBody      string `yaml:"max_body"`
 	MaxBodyBytes int64  `yaml:"-"`
+	// Headers apply after the site's.
+	Headers Headers `yaml:"headers"`
+}
+
+// Headers are header rules for requests and responses.
+type Headers struct {
+	Request  HeaderRules `yaml:"request"`
+	Response HeaderRules `yaml:"response"`
+}
+
+// HeaderRules remove, then set (replacing), then add headers. Values may
+// hold {client_ip}, {host}, {scheme}, {method} and {path}.
+type HeaderRules struct {
+	Set    map[string]string `yaml:"set"`
+	Add    map[string]string `yaml:"add"`
+	Remove []string          `yaml:"remove"`
 }
 
 // Pool is a group of backends.
@@ -273,6 +298,10 @@ type Pool struct {
 	// QueueTimeout is the longest a request waits in the queue before 503
 	// (default DefaultQueueTimeout).
 	QueueTimeout time.Duration `yaml:"queue_timeout"`
+	// HostHeader replaces the Host the backends get (an IIS binding on an
+	// internal name); "" passes the client's. X-Forwarded-Host carries the
+	// client's.
+	HostHeader string `yaml:"host_header"`
 	// TLS configures the connections to https:// backends; nil verifies
 	// them against the system roots, with the backend's host as SNI.
 	TLS *PoolTLS `yaml:"tls"`

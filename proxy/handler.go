@@ -392,6 +392,9 @@ func (hh httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // accounts for it under the site (or site "" when s is nil).
 func (h *Handler) answer(w http.ResponseWriter, r *http.Request, s *site, code int) {
 	start := time.Now()
+	if s != nil {
+		s.respRules.apply(w.Header(), r, h.clientAddr(r))
+	}
 	w.WriteHeader(code)
 	stats := h.unknown
 	name := ""
@@ -413,6 +416,13 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site, hsts st
 			h.answer(w, r, s, http.StatusTooManyRequests)
 			return
 		}
+	}
+	if s.maintenance {
+		w.Header()["Retry-After"] = []string{maintenanceRetryAfter}
+		s.respRules.apply(w.Header(), r, client)
+		writeErrorPage(w, s, http.StatusServiceUnavailable)
+		h.account(r, s.stats, s.name, http.StatusServiceUnavailable, 0, nil, start)
+		return
 	}
 	if r.Method == http.MethodConnect {
 		// Not a forward proxy. (Extended CONNECT, RFC 8441, is not enabled
@@ -441,8 +451,11 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site, hsts st
 		r.Body = http.MaxBytesReader(w, r.Body, rt.maxBody)
 	}
 
+	s.reqRules.apply(r.Header, r, client)
+	rt.reqRules.apply(r.Header, r, client)
 	rec := h.recorders.Get().(*recorder)
 	rec.ResponseWriter, rec.hsts, rec.client = w, hsts, client
+	rec.req, rec.siteRules, rec.routeRules = r, s.respRules, rt.respRules
 	if h.writeTO > 0 && r.ProtoMajor == 1 {
 		rec.writeTO = h.writeTO
 	}
@@ -489,7 +502,7 @@ func (h *Handler) finish(rec *recorder, r *http.Request, s *site, rt *route, sta
 			rec.Header()["Connection"] = []string{"close"}
 		}
 		if code != StatusClientClosedRequest {
-			rec.WriteHeader(code)
+			writeErrorPage(rec, s, code)
 		}
 	}
 	h.account(r, rt.stats, s.name, code, rec.bytes, rec.up, start)
@@ -515,6 +528,40 @@ func (h *Handler) finish(rec *recorder, r *http.Request, s *site, rt *route, sta
 			slog.String(logKeyBackend, backend), slog.Int(logKeyStatus, code),
 			slog.String(logKeyError, rec.err.Error()))
 	}
+}
+
+// maintenanceRetryAfter is the Retry-After of a site in maintenance, in
+// seconds.
+const maintenanceRetryAfter = "300"
+
+// errorText are the bodies of edge's own 5xx answers without a page: a
+// line saying which, naming no backend.
+var errorText = map[int]string{
+	http.StatusBadGateway:         "502 Bad Gateway: the backend's answer could not be used\n",
+	http.StatusServiceUnavailable: "503 Service Unavailable: no backend can take the request now\n",
+	http.StatusGatewayTimeout:     "504 Gateway Timeout: the backend did not answer in time\n",
+}
+
+// writeErrorPage answers code with the site's page for it, or the line of
+// errorText, or no body. The status goes through w.WriteHeader, so a
+// recorder applies its header rules.
+func writeErrorPage(w http.ResponseWriter, s *site, code int) {
+	page, ok := s.errorPages[code]
+	ctype := "text/html; charset=utf-8"
+	if !ok {
+		text, has := errorText[code]
+		if !has {
+			w.WriteHeader(code)
+			return
+		}
+		page, ctype = []byte(text), "text/plain; charset=utf-8"
+	}
+	hdr := w.Header()
+	hdr["Content-Type"] = []string{ctype}
+	hdr["Content-Length"] = []string{strconv.Itoa(len(page))}
+	hdr["X-Content-Type-Options"] = []string{"nosniff"}
+	w.WriteHeader(code)
+	_, _ = w.Write(page)
 }
 
 // forward sends r to a backend of p, retrying a failure to connect on the

@@ -66,6 +66,10 @@ type PoolConfig struct {
 	// client certificate); it is cloned. nil verifies against the system
 	// roots with the backend URL's host as server name.
 	TLS *tls.Config
+	// HostHeader, when set, is the Host the backends get instead of the
+	// client's (an IIS binding on an internal name). X-Forwarded-Host
+	// carries the client's.
+	HostHeader string
 	// H2C speaks HTTP/2 without TLS (prior knowledge) to http backends, for
 	// gRPC; upgrades are then refused by the backends' HTTP/2. false:
 	// HTTP/1.1 to http backends, HTTP/2 by ALPN to https ones.
@@ -98,12 +102,13 @@ var _ perPoolSelector = Cookie{}
 // pool is the runtime form of a PoolConfig in one generation. Its
 // backends' live state and its selector come from the Handler's State.
 type pool struct {
-	name      string
-	upstreams []*Upstream
-	states    []*backendState // what this pool took from the State, to release
-	selector  Selector
-	retries   int
-	retryOn   RetryOn
+	name       string
+	upstreams  []*Upstream
+	states     []*backendState // what this pool took from the State, to release
+	selector   Selector
+	retries    int
+	retryOn    RetryOn
+	hostHeader string
 	// ring is what the selector chooses among on a first try: the
 	// backends, each as often as its weight in smooth order when weights
 	// differ and the policy uses them; otherwise upstreams itself.
@@ -156,6 +161,7 @@ func newPool(c PoolConfig, h *Handler) (*pool, error) {
 	p := &pool{
 		name:         c.Name,
 		retries:      c.Retries,
+		hostHeader:   c.HostHeader,
 		retryOn:      RetryOn{Timeout: c.RetryOn.Timeout, Statuses: slices.Clone(c.RetryOn.Statuses)},
 		passive:      passive,
 		log:          h.log,
@@ -308,6 +314,9 @@ func (h *Handler) newReverseProxy(p *pool, u *Upstream) *httputil.ReverseProxy {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host // the backend sees the name the client asked for
 			h.setForwarded(pr)
+			if p.hostHeader != "" {
+				pr.Out.Host = p.hostHeader
+			}
 		},
 		Transport:  p.transport,
 		BufferPool: h.buffers,

@@ -28,6 +28,10 @@ type recorder struct {
 	writeTO time.Duration
 	body    *watchedBody // the request body, nil when there is none
 	client  string       // the client's address (Handler.clientAddr)
+	// req and the rules change the response's header when the status goes
+	// out (the site's, then the route's).
+	req                   *http.Request
+	siteRules, routeRules *headerRules
 }
 
 // clientAddr implements clientAddresser for IPHash.
@@ -47,6 +51,7 @@ func (r *recorder) WriteHeader(code int) {
 	}
 	r.status, r.wrote = code, true
 	r.setHSTS()
+	r.applyRules()
 	if r.writeTO > 0 {
 		// The backend may have taken longer than the timeout to answer:
 		// the client's clock starts now.
@@ -60,6 +65,7 @@ func (r *recorder) Write(b []byte) (int, error) {
 	if !r.wrote {
 		r.status, r.wrote = http.StatusOK, true
 		r.setHSTS()
+		r.applyRules()
 	}
 	if r.writeTO > 0 {
 		setWriteDeadline(r.ResponseWriter, time.Now().Add(r.writeTO))
@@ -67,6 +73,16 @@ func (r *recorder) Write(b []byte) (int, error) {
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += int64(n)
 	return n, err
+}
+
+// applyRules applies the response header rules, once, as the status goes out.
+func (r *recorder) applyRules() {
+	if r.siteRules == nil && r.routeRules == nil {
+		return
+	}
+	h := r.ResponseWriter.Header()
+	r.siteRules.apply(h, r.req, r.client)
+	r.routeRules.apply(h, r.req, r.client)
 }
 
 // setHSTS makes the site's Strict-Transport-Security the only one of the

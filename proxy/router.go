@@ -3,6 +3,7 @@ package proxy
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -37,6 +38,18 @@ type SiteConfig struct {
 	// Config's State and survive a reload that keeps the site's Name and
 	// Rate.
 	Rate RateLimit
+	// RequestHeaders change each request before it goes to the backend,
+	// ResponseHeaders each response, the backend's or edge's own; the
+	// site's apply first, then the route's.
+	RequestHeaders, ResponseHeaders HeaderRules
+	// Maintenance answers every request of the site (on both listeners,
+	// but the ACME challenge path, which is served before) with 503, the
+	// 503 page and Retry-After: 300, without contacting a backend.
+	Maintenance bool
+	// ErrorPages are bodies (HTML) for the 502, 503 and 504 answers edge
+	// gives itself; a code without one gets a line of text saying which.
+	// A backend's own 5xx passes as it is.
+	ErrorPages map[int][]byte
 }
 
 // RouteConfig sends requests whose path starts with Path to the pool named
@@ -50,6 +63,8 @@ type RouteConfig struct {
 	// MaxBody limits the request body in bytes (413 beyond); 0 means no
 	// limit.
 	MaxBody int64
+	// RequestHeaders and ResponseHeaders apply after the site's.
+	RequestHeaders, ResponseHeaders HeaderRules
 }
 
 // site is the runtime form of a SiteConfig.
@@ -61,13 +76,19 @@ type site struct {
 	stats        *requestStats
 	rate         RateLimit  // resolved
 	limiter      *rateTable // nil without a rate limit
+	reqRules     *headerRules
+	respRules    *headerRules
+	maintenance  bool
+	errorPages   map[int][]byte
 }
 
 type route struct {
-	prefix  string
-	pool    *pool
-	maxBody int64
-	stats   *requestStats
+	prefix    string
+	pool      *pool
+	maxBody   int64
+	stats     *requestStats
+	reqRules  *headerRules
+	respRules *headerRules
 }
 
 // route returns the route with the longest prefix of path, or nil.
@@ -146,6 +167,19 @@ func newSite(c SiteConfig, pools map[string]*pool, m *Metrics) (*site, error) {
 	if c.HSTS > 0 {
 		s.hsts = "max-age=" + strconv.Itoa(c.HSTS)
 	}
+	if s.reqRules, err = c.RequestHeaders.resolve(); err != nil {
+		return nil, fmt.Errorf("site %q: request headers: %w", c.Name, err)
+	}
+	if s.respRules, err = c.ResponseHeaders.resolve(); err != nil {
+		return nil, fmt.Errorf("site %q: response headers: %w", c.Name, err)
+	}
+	s.maintenance = c.Maintenance
+	for code := range c.ErrorPages {
+		if code < 500 || code > 599 {
+			return nil, fmt.Errorf("site %q: error page for %d: only 5xx answers have pages", c.Name, code)
+		}
+	}
+	s.errorPages = maps.Clone(c.ErrorPages)
 	if m != nil {
 		s.stats = m.requestStats(c.Name, "")
 	}
@@ -167,6 +201,12 @@ func newSite(c SiteConfig, pools map[string]*pool, m *Metrics) (*site, error) {
 		}
 		seen[prefix] = true
 		r := &route{prefix: prefix, pool: p, maxBody: rc.MaxBody}
+		if r.reqRules, err = rc.RequestHeaders.resolve(); err != nil {
+			return nil, fmt.Errorf("site %q: route %q: request headers: %w", c.Name, rc.Path, err)
+		}
+		if r.respRules, err = rc.ResponseHeaders.resolve(); err != nil {
+			return nil, fmt.Errorf("site %q: route %q: response headers: %w", c.Name, rc.Path, err)
+		}
 		if m != nil {
 			r.stats = m.requestStats(c.Name, p.name)
 		}

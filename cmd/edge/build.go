@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -302,11 +303,34 @@ func buildProxy(cfg *config.Config) (proxy.Config, error) {
 		pc.HTTPSPort = port
 	}
 	var errs []error
-	for _, s := range cfg.Sites {
+	for i, s := range cfg.Sites {
+		p := fmt.Sprintf("sites[%d]", i)
 		sc := proxy.SiteConfig{Name: strings.ToLower(s.Hosts[0]), Hosts: s.Hosts, HSTS: s.HSTS, RedirectHTTP: s.Redirect(),
-			Rate: proxy.RateLimit{Events: s.RateEvents, Interval: s.RateInterval, Burst: s.RateBurst}}
-		for _, r := range s.Routes {
-			sc.Routes = append(sc.Routes, proxy.RouteConfig{Path: r.Path, Pool: r.Pool, MaxBody: r.MaxBodyBytes})
+			Rate:        proxy.RateLimit{Events: s.RateEvents, Interval: s.RateInterval, Burst: s.RateBurst},
+			Maintenance: s.Maintenance,
+		}
+		var err error
+		if sc.RequestHeaders, sc.ResponseHeaders, err = buildHeaders(cfg, p, s.Headers); err != nil {
+			errs = append(errs, err)
+		}
+		for code, file := range s.ErrorPages {
+			page, err := buildErrorPage(code, file)
+			if err != nil {
+				errs = append(errs, cfg.ErrorAt(p+".error_pages["+code+"]", "%v", err))
+				continue
+			}
+			if sc.ErrorPages == nil {
+				sc.ErrorPages = map[int][]byte{}
+			}
+			n, _ := strconv.Atoi(code)
+			sc.ErrorPages[n] = page
+		}
+		for j, r := range s.Routes {
+			rc := proxy.RouteConfig{Path: r.Path, Pool: r.Pool, MaxBody: r.MaxBodyBytes}
+			if rc.RequestHeaders, rc.ResponseHeaders, err = buildHeaders(cfg, fmt.Sprintf("%s.routes[%d]", p, j), r.Headers); err != nil {
+				errs = append(errs, err)
+			}
+			sc.Routes = append(sc.Routes, rc)
 		}
 		pc.Sites = append(pc.Sites, sc)
 	}
@@ -326,6 +350,7 @@ func buildProxy(cfg *config.Config) (proxy.Config, error) {
 			pool.Passive = proxy.PassiveCheck{Fails: p.Passive.FailCount(), Window: p.Passive.Window, Cooldown: p.Passive.Cooldown}
 		}
 		pool.H2C = p.Protocol == "h2c"
+		pool.HostHeader = p.HostHeader
 		for _, r := range p.RetryOn {
 			timeout, status, _ := config.RetryCondition(r)
 			pool.RetryOn.Timeout = pool.RetryOn.Timeout || timeout
@@ -384,6 +409,46 @@ func buildProxy(cfg *config.Config) (proxy.Config, error) {
 		}
 	}
 	return pc, errors.Join(errs...)
+}
+
+// buildHeaders translates the header rules at path (a site or a route),
+// each checked as proxy will use it.
+func buildHeaders(cfg *config.Config, path string, h config.Headers) (req, resp proxy.HeaderRules, err error) {
+	var errs []error
+	conv := func(key string, r config.HeaderRules) proxy.HeaderRules {
+		pr := proxy.HeaderRules{Set: r.Set, Add: r.Add, Remove: r.Remove}
+		if err := pr.Check(); err != nil {
+			errs = append(errs, cfg.ErrorAt(path+".headers."+key, "%v", err))
+		}
+		return pr
+	}
+	req, resp = conv("request", h.Request), conv("response", h.Response)
+	return req, resp, errors.Join(errs...)
+}
+
+// maxErrorPage bounds an error page file.
+const maxErrorPage = 1 << 20
+
+// buildErrorPage reads the page for code ("502", "503", "504").
+func buildErrorPage(code, file string) ([]byte, error) {
+	switch code {
+	case "502", "503", "504":
+	default:
+		return nil, fmt.Errorf("error page for %q: edge answers 502, 503 and 504 itself; a backend's own errors pass as they are", code)
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	page, err := io.ReadAll(io.LimitReader(f, maxErrorPage+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(page) > maxErrorPage {
+		return nil, fmt.Errorf("%s is larger than 1 MiB", file)
+	}
+	return page, nil
 }
 
 // buildBackendTLS makes the client TLS configuration of a pool's https

@@ -139,6 +139,9 @@ func TestRefusalsHavePositions(t *testing.T) {
 		{"catch-all without on_demand", base + "sites: [{hosts: [\"*\"], routes: [{path: /, pool: web}]}]\n" + pools, "on_demand"},
 		{"sftp key file missing", base + site + pools + "exports: [{name: apache, type: sftp, hosts: [\"127.0.0.1:22\"], user: deploy, key_file: /nonexistent/id, known_hosts: /nonexistent/known_hosts, path: /srv}]\n", "apache"},
 		{"unknown export target", base + "sites: [{hosts: [a.test], exports: [pm], routes: [{path: /, pool: web}]}]\n" + pools + "exports: [{name: pem, type: pem_dir, path: /tmp/x}]\n", "pm"},
+		{"bad header rule", base + "sites: [{hosts: [a.test], headers: {request: {set: {\"Bad Name\": x}}}, routes: [{path: /, pool: web}]}]\n" + pools, "Bad Name"},
+		{"error page missing", base + "sites: [{hosts: [a.test], error_pages: {\"503\": /nonexistent/503.html}, routes: [{path: /, pool: web}]}]\n" + pools, "503"},
+		{"error page for 404", base + "sites: [{hosts: [a.test], error_pages: {\"404\": /etc/hostname}, routes: [{path: /, pool: web}]}]\n" + pools, "404"},
 		{"backend ca_file missing", base + site + "pools: {web: {backends: [\"https://127.0.0.1:8443\"], tls: {ca_file: /nonexistent/ca.pem}}}\n", "ca_file"},
 		{"proxy_protocol from", base + site + pools + "proxy_protocol: {from: [\"10.0.0.0/40\"]}\n", "proxy_protocol"},
 		{"peers without secret", base + site + pools + "cluster: {peers: [\"http://127.0.0.1:1\"]}\n", "secret"},
@@ -192,7 +195,7 @@ limits: {rate: "20/s"}
 sites: [{hosts: [a.test], routes: [{path: /, pool: web}, {path: /g/, pool: grpc}]}]
 pools:
   web: {backends: ["https://127.0.0.1:8443"], retries: 2, retry_on: [connect, timeout, 502, 503], max_conns: 5, queue: 0, tls: {server_name: iis.internal}}
-  grpc: {backends: ["http://127.0.0.1:9000"], protocol: h2c}
+  grpc: {backends: ["http://127.0.0.1:9000"], protocol: h2c, host_header: grpc.internal}
 `), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
@@ -216,6 +219,34 @@ pools:
 	}
 	if r := pc.Sites[0].Rate; r.Events != 20 || r.Interval.Seconds() != 1 || r.Burst != 20 {
 		t.Errorf("site rate %+v, want limits.rate 20/s", r)
+	}
+	if grpc.HostHeader != "grpc.internal" || web.HostHeader != "" {
+		t.Errorf("host_header %q %q", web.HostHeader, grpc.HostHeader)
+	}
+
+	page := filepath.Join(t.TempDir(), "503.html")
+	if err := os.WriteFile(page, []byte("<h1>soon</h1>"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = config.Parse("t.yaml", []byte(`
+acme: {ca: "https://127.0.0.1:14000/dir"}
+sites:
+  - hosts: [a.test]
+    maintenance: true
+    error_pages: {"503": `+page+`}
+    headers: {response: {remove: [Server]}}
+    routes: [{path: /, pool: web, headers: {request: {set: {X-Route: "{path}"}}}}]
+pools: {web: {backends: ["http://127.0.0.1:8080"]}}
+`), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc, err = buildProxy(cfg); err != nil {
+		t.Fatal(err)
+	}
+	s := pc.Sites[0]
+	if !s.Maintenance || string(s.ErrorPages[503]) != "<h1>soon</h1>" || !slices.Equal(s.ResponseHeaders.Remove, []string{"Server"}) || s.Routes[0].RequestHeaders.Set["X-Route"] != "{path}" {
+		t.Errorf("site %+v", s)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,7 +46,13 @@ type Redis struct {
 func StartRedis(tb TB, opts RedisOptions) *Redis {
 	tb.Helper()
 	bin := RequireTool(tb, "redis-server")
-	if opts.Port == 0 {
+	switch {
+	case opts.Port != 0:
+	case slices.Contains(opts.Args, "--cluster-enabled"):
+		// The cluster bus listens on port+10000 too: both must be free
+		// and below the ephemeral range.
+		opts.Port = FreePortWith(tb, 10000)
+	default:
 		opts.Port = FreePort(tb)
 	}
 	r := &Redis{

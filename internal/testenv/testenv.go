@@ -189,6 +189,40 @@ func FreePorts(tb TB, n int) []int {
 	return ports
 }
 
+// FreePortWith returns a port p such that p and p+offset are both free and
+// below the ephemeral range, for servers that also bind p+offset (Redis
+// Cluster's bus port is the client port plus 10000).
+func FreePortWith(tb TB, offset int) int {
+	tb.Helper()
+	lo, hi := portRange()
+	picked.mu.Lock()
+	defer picked.mu.Unlock()
+	for tries := 0; tries <= 10000; tries++ {
+		if hi-offset <= lo {
+			break
+		}
+		p := lo + rand.IntN(hi-offset-lo)
+		if picked.m[p] || picked.m[p+offset] {
+			continue
+		}
+		free := true
+		for _, q := range []int{p, p + offset} {
+			ln, err := net.Listen("tcp", Addr(q))
+			if err != nil {
+				free = false
+				break
+			}
+			ln.Close()
+		}
+		if free {
+			picked.m[p], picked.m[p+offset] = true, true
+			return p
+		}
+	}
+	tb.Fatalf("finding a free port pair %d apart below %d: none", offset, hi)
+	return 0
+}
+
 // picked are the ports FreePorts handed out in this process.
 var picked = struct {
 	mu sync.Mutex

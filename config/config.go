@@ -444,4 +444,7 @@ type Log struct {
 	Level  string `yaml:"level"`
 	Format string `yaml:"format"` // json | text
 	Access *bool  `yaml:"access"`
+	// AccessQuery logs the query string in access lines; nil means true
+	// (false: it may carry tokens).
+	AccessQuery *bool `yaml:"access_query"`
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log"
@@ -55,6 +56,9 @@ type Config struct {
 	Logger *slog.Logger
 	// AccessLog enables the per-request log line.
 	AccessLog bool
+	// AccessLogNoQuery leaves the query string out of the access log
+	// (it may carry tokens).
+	AccessLogNoQuery bool
 	// HTTPSPort is the port the plain-HTTP redirect points at; 0 or 443
 	// leaves it out of the URL.
 	HTTPSPort int
@@ -79,6 +83,7 @@ type Handler struct {
 	log       *slog.Logger
 	errorLog  *log.Logger
 	accessLog bool
+	logQuery  bool
 	httpsPort int
 	buffers   *bufferPool
 	recorders sync.Pool
@@ -104,6 +109,14 @@ const (
 	logKeyBytes    = "bytes"
 	logKeyRemote   = "remote"
 	logKeySite     = "site"
+
+	logKeyRequestID        = "request_id"
+	logKeyProto            = "proto"
+	logKeyQuery            = "query"
+	logKeyUpstreamDuration = "upstream_duration"
+	logKeyUserAgent        = "user_agent"
+	logKeyTLS              = "tls"
+	logKeySNI              = "sni"
 )
 
 // New builds the handler tree for cfg, probes the backends the active checks
@@ -154,6 +167,7 @@ func build(cfg Config) (*Handler, error) {
 		log:       cfg.Logger,
 		errorLog:  newErrorLog(cfg.Logger),
 		accessLog: cfg.AccessLog && cfg.Logger != nil,
+		logQuery:  !cfg.AccessLogNoQuery,
 		httpsPort: cfg.HTTPSPort,
 		buffers:   newBufferPool(),
 		state:     cfg.State,
@@ -392,6 +406,7 @@ func (hh httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // accounts for it under the site (or site "" when s is nil).
 func (h *Handler) answer(w http.ResponseWriter, r *http.Request, s *site, code int) {
 	start := time.Now()
+	ensureRequestID(r)
 	if s != nil {
 		s.respRules.apply(w.Header(), r, h.clientAddr(r))
 	}
@@ -401,7 +416,7 @@ func (h *Handler) answer(w http.ResponseWriter, r *http.Request, s *site, code i
 	if s != nil {
 		stats, name = s.stats, s.name
 	}
-	h.account(r, stats, name, code, 0, nil, start)
+	h.account(r, stats, name, code, 0, nil, 0, start)
 }
 
 // proxy serves a request of a known site. hsts is the
@@ -410,6 +425,7 @@ func (h *Handler) answer(w http.ResponseWriter, r *http.Request, s *site, code i
 func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site, hsts string) {
 	start := time.Now()
 	client := h.clientAddr(r)
+	ensureRequestID(r)
 	if s.limiter != nil {
 		if d := s.limiter.delay(client, start); d > 0 {
 			w.Header()["Retry-After"] = []string{strconv.FormatInt(retryAfter(d), 10)}
@@ -421,20 +437,20 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site, hsts st
 		w.Header()["Retry-After"] = []string{maintenanceRetryAfter}
 		s.respRules.apply(w.Header(), r, client)
 		writeErrorPage(w, s, http.StatusServiceUnavailable)
-		h.account(r, s.stats, s.name, http.StatusServiceUnavailable, 0, nil, start)
+		h.account(r, s.stats, s.name, http.StatusServiceUnavailable, 0, nil, 0, start)
 		return
 	}
 	if r.Method == http.MethodConnect {
 		// Not a forward proxy. (Extended CONNECT, RFC 8441, is not enabled
 		// on net/http's HTTP/2 server.)
 		w.WriteHeader(http.StatusMethodNotAllowed)
-		h.account(r, s.stats, s.name, http.StatusMethodNotAllowed, 0, nil, start)
+		h.account(r, s.stats, s.name, http.StatusMethodNotAllowed, 0, nil, 0, start)
 		return
 	}
 	rt := s.route(r.URL.Path)
 	if rt == nil {
 		w.WriteHeader(http.StatusNotFound)
-		h.account(r, s.stats, s.name, http.StatusNotFound, 0, nil, start)
+		h.account(r, s.stats, s.name, http.StatusNotFound, 0, nil, 0, start)
 		return
 	}
 	if h.metrics != nil {
@@ -445,7 +461,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site, hsts st
 		if r.ContentLength > rt.maxBody {
 			w.Header()["Connection"] = []string{"close"}
 			w.WriteHeader(http.StatusRequestEntityTooLarge)
-			h.account(r, rt.stats, s.name, http.StatusRequestEntityTooLarge, 0, nil, start)
+			h.account(r, rt.stats, s.name, http.StatusRequestEntityTooLarge, 0, nil, 0, start)
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, rt.maxBody)
@@ -470,7 +486,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site, hsts st
 			// ReverseProxy aborts a response whose body copy failed with
 			// http.ErrAbortHandler once the status is out: count it, then let
 			// net/http close the connection. The recorder is not reused.
-			h.account(r, rt.stats, s.name, cmp.Or(rec.status, http.StatusBadGateway), rec.bytes, rec.up, start)
+			h.account(r, rt.stats, s.name, cmp.Or(rec.status, http.StatusBadGateway), rec.bytes, rec.up, rec.upDur, start)
 			panic(v)
 		}
 	}()
@@ -505,7 +521,7 @@ func (h *Handler) finish(rec *recorder, r *http.Request, s *site, rt *route, sta
 			writeErrorPage(rec, s, code)
 		}
 	}
-	h.account(r, rt.stats, s.name, code, rec.bytes, rec.up, start)
+	h.account(r, rt.stats, s.name, code, rec.bytes, rec.up, rec.upDur, start)
 	switch {
 	case rec.err == nil:
 	case code == StatusClientClosedRequest:
@@ -584,6 +600,7 @@ func (h *Handler) forward(rec *recorder, r *http.Request, p *pool) {
 			return
 		}
 		rec.up, rec.err = u, nil
+		t0 := time.Now()
 		if attempt < p.retries && len(candidates) > 1 && len(p.retryOn.Statuses) > 0 && replayable(r) {
 			// Another try is allowed: answers of these codes become errors.
 			// This path allocates: only pools with status retries take it.
@@ -591,6 +608,7 @@ func (h *Handler) forward(rec *recorder, r *http.Request, p *pool) {
 		} else {
 			u.serve(rec, r)
 		}
+		rec.upDur += time.Since(t0)
 		if rec.err == nil {
 			return
 		}
@@ -646,7 +664,7 @@ func replayable(r *http.Request) bool {
 }
 
 // account records a finished request in the metrics and the access log.
-func (h *Handler) account(r *http.Request, stats *requestStats, siteName string, code int, bytes int64, up *Upstream, start time.Time) {
+func (h *Handler) account(r *http.Request, stats *requestStats, siteName string, code int, bytes int64, up *Upstream, upDur time.Duration, start time.Time) {
 	d := time.Since(start)
 	if stats != nil {
 		stats.codes.counter(code).Inc()
@@ -663,15 +681,30 @@ func (h *Handler) account(r *http.Request, stats *requestStats, siteName string,
 	if up != nil {
 		backend = up.name
 	}
+	query := ""
+	if h.logQuery {
+		query = r.URL.RawQuery
+	}
+	tlsVersion, sni := "", ""
+	if r.TLS != nil {
+		tlsVersion, sni = tls.VersionName(r.TLS.Version), r.TLS.ServerName
+	}
 	h.log.LogAttrs(ctx, slog.LevelInfo, "request",
 		slog.String(logKeySite, siteName),
+		slog.String(logKeyRequestID, r.Header.Get(RequestIDHeader)),
+		slog.String(logKeyProto, r.Proto),
 		slog.String(logKeyMethod, r.Method),
 		slog.String(logKeyHost, r.Host),
 		slog.String(logKeyPath, r.URL.Path),
+		slog.String(logKeyQuery, query),
 		slog.Int(logKeyStatus, code),
 		slog.Duration(logKeyDuration, d),
+		slog.Duration(logKeyUpstreamDuration, upDur),
 		slog.String(logKeyBackend, backend),
 		slog.Int64(logKeyBytes, bytes),
 		slog.String(logKeyRemote, h.clientAddr(r)),
+		slog.String(logKeyUserAgent, r.UserAgent()),
+		slog.String(logKeyTLS, tlsVersion),
+		slog.String(logKeySNI, sni),
 	)
 }

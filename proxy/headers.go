@@ -14,8 +14,9 @@ import (
 // backend, or of a response before it goes to the client: Remove first,
 // then Set (replacing), then Add. Values may hold placeholders, replaced
 // per request: {client_ip} (the client address, see Config.TrustedProxies),
-// {host} (the request's Host), {scheme} (https or http), {method} and
-// {path}. The zero value changes nothing.
+// {host} (the request's Host), {scheme} (https or http), {method}, {path}
+// and {request_id} (X-Request-Id, see RequestIDHeader). The zero value
+// changes nothing.
 type HeaderRules struct {
 	Set    map[string]string
 	Add    map[string]string
@@ -50,10 +51,12 @@ const (
 	phScheme
 	phMethod
 	phPath
+	phRequestID
 )
 
 var placeholders = map[string]placeholder{
 	"client_ip": phClientIP, "host": phHost, "scheme": phScheme, "method": phMethod, "path": phPath,
+	"request_id": phRequestID,
 }
 
 // hopHeaders may not be set by rules: they describe the connection, and
@@ -135,7 +138,7 @@ func parseValue(v string) ([]valuePart, error) {
 		name := v[i+1 : i+j]
 		ph, ok := placeholders[name]
 		if !ok {
-			return nil, fmt.Errorf("unknown placeholder {%s}: expected {client_ip}, {host}, {scheme}, {method} or {path}", name)
+			return nil, fmt.Errorf("unknown placeholder {%s}: expected {client_ip}, {host}, {scheme}, {method}, {path} or {request_id}", name)
 		}
 		parts = append(parts, valuePart{ph: ph})
 		v = v[i+j+1:]
@@ -172,6 +175,8 @@ func (v headerValue) value(r *http.Request, client string) string {
 			b.WriteString(r.Method)
 		case phPath:
 			b.WriteString(r.URL.Path)
+		case phRequestID:
+			b.WriteString(r.Header.Get(RequestIDHeader))
 		}
 	}
 	// A placeholder's value (a Host, a path) must not smuggle a line end in.

@@ -32,6 +32,7 @@ type recorder struct {
 	// out (the site's, then the route's).
 	req                   *http.Request
 	siteRules, routeRules *headerRules
+	upDur                 time.Duration // time spent with backends, all tries
 }
 
 // clientAddr implements clientAddresser for IPHash.

@@ -296,8 +296,9 @@ func splitListen(addr string) (string, int, error) {
 // would. Its errors are at the config's positions.
 func buildProxy(cfg *config.Config) (proxy.Config, error) {
 	pc := proxy.Config{
-		AccessLog:    cfg.Log.Access == nil || *cfg.Log.Access,
-		WriteTimeout: cfg.Limits.WriteTimeout,
+		AccessLog:        cfg.Log.Access == nil || *cfg.Log.Access,
+		AccessLogNoQuery: cfg.Log.AccessQuery != nil && !*cfg.Log.AccessQuery,
+		WriteTimeout:     cfg.Limits.WriteTimeout,
 	}
 	if _, port, err := splitListen(cfg.Listen.HTTPS); err == nil {
 		pc.HTTPSPort = port

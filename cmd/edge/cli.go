@@ -9,6 +9,10 @@ import (
 	"io"
 	"runtime/debug"
 	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/farmedge/edge/config"
 )
 
 // commands lists each command with what follows its flags and a line
@@ -22,6 +26,7 @@ var commands = []struct{ name, args, about string }{
 	{"drain", "POOL BACKEND", "take a backend out of new traffic (its requests in flight finish), for maintenance"},
 	{"undrain", "POOL BACKEND", "put a drained backend back"},
 	{"preflight", "", "check that HTTP-01 requests reach an edge for every name, CNAME delegations"},
+	{"config", "", "print the effective configuration (defaults applied, ${ENV} expanded, secrets redacted)"},
 	{"version", "", "print the version (-json for scripts)"},
 	{"help", "[COMMAND]", "this text, or a command's flags"},
 }
@@ -151,6 +156,38 @@ func cmdVersion(args []string, stdout io.Writer) error {
 		line += " (" + c + " " + bi.Time + ")"
 	}
 	_, err := fmt.Fprintf(stdout, "%s %s\n", line, bi.GoVersion)
+	return err
+}
+
+// cmdConfig prints the effective configuration with its secrets redacted.
+func cmdConfig(args []string, stdout io.Writer) error {
+	fs := newFlagSet("config")
+	path := fs.String("config", defaultConfigPath(), "config file")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	out, err := cfg.Redact().Effective()
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		var v any
+		if err := yaml.Unmarshal(out, &v); err != nil {
+			return err
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	_, err = stdout.Write(out)
 	return err
 }
 

@@ -79,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdDrain(ctx, cmd, rest, stdout)
 	case "preflight":
 		return cmdPreflight(ctx, rest, stdout)
+	case "config":
+		return cmdConfig(rest, stdout)
 	case "version", "-version", "--version":
 		return cmdVersion(rest, stdout)
 	case "help", "-h", "-help", "--help":

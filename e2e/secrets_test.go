@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,7 +22,7 @@ import (
 // passwords. It obtains a certificate, delivers it (to a PFX directory that
 // works and to targets that fail, whose errors are logged), and is asked
 // every admin endpoint. No secret, and no private key, may appear in its
-// log, its answers or its metrics. Keys and account keys in the file
+// log, its answers, its metrics or edge config. Keys and account keys in the file
 // storage and the Redis local copy are 0600 in 0700 directories.
 func TestSecretsStayInside(t *testing.T) {
 	for _, storage := range []string{"file", "redis"} {
@@ -112,6 +113,14 @@ exports:
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		fmt.Fprintf(&answers, "--- POST /api/export?dry_run=1 %d\n%s\n", resp.StatusCode, body)
+	}
+	out, err := exec.Command(testenv.BuildEdge(t), "config", "-config", e.ConfigPath).CombinedOutput()
+	if err != nil {
+		t.Fatalf("edge config: %v\n%s", err, out)
+	}
+	fmt.Fprintf(&answers, "--- edge config\n%s\n", out)
+	if !strings.Contains(string(out), "<redacted>") {
+		t.Errorf("edge config redacted nothing:\n%s", out)
 	}
 	if err := e.Stop(); err != nil {
 		t.Errorf("edge stop: %v", err)

@@ -104,6 +104,9 @@ type Manager struct {
 	logger  *zap.Logger
 	metrics *Metrics
 	cache   *certmagic.Cache
+	// cacheOpts are the cache's options; maintain changes the renewal
+	// check interval in them.
+	cacheOpts certmagic.CacheOptions
 	// challenges counts edge_acme_challenges_total from the ACME client's log.
 	challenges *challengeCounter
 
@@ -195,10 +198,12 @@ func New(logger *zap.Logger, metrics *Metrics) *Manager {
 		logger = zap.NewNop()
 	}
 	m := &Manager{logger: logger, metrics: metrics, status: newStatusBook(), challenges: newChallengeCounter(metrics)}
-	m.cache = certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert: m.configForCert,
-		Logger:           logger.Named("cache"),
-	})
+	m.cacheOpts = certmagic.CacheOptions{
+		GetConfigForCert:   m.configForCert,
+		Logger:             logger.Named("cache"),
+		RenewCheckInterval: maxRenewCheck,
+	}
+	m.cache = certmagic.NewCache(m.cacheOpts)
 	return m
 }
 
@@ -324,6 +329,7 @@ func (m *Manager) Apply(ctx context.Context, opts Options) error {
 func (m *Manager) baseCtx(ctx context.Context) context.Context {
 	if m.base == nil {
 		m.base, m.baseCancel = context.WithCancel(ctx)
+		m.wg.Go(func() { m.maintain(m.base) })
 	}
 	return m.base
 }

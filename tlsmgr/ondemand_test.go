@@ -172,3 +172,18 @@ func TestOnDemandEqual(t *testing.T) {
 		t.Error("different Allow compared equal")
 	}
 }
+
+func TestRenewCheckInterval(t *testing.T) {
+	for life, want := range map[time.Duration]time.Duration{
+		0:                   maxRenewCheck,
+		90 * time.Second:    4500 * time.Millisecond,
+		10 * time.Second:    minRenewCheck,
+		160 * time.Hour:     maxRenewCheck, // six days: a twentieth is 8 h, certmagic's 10 min is enough
+		90 * 24 * time.Hour: maxRenewCheck,
+		2 * time.Hour:       6 * time.Minute,
+	} {
+		if got := renewCheckInterval(life); got != want {
+			t.Errorf("lifetime %v: interval %v, want %v", life, got, want)
+		}
+	}
+}

@@ -1,0 +1,83 @@
+package tlsmgr
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Bounds of the renewal check interval: certmagic's own maintenance looks
+// every 10 minutes, far too seldom for a certificate that lives hours (a
+// six-day or scaled-down test certificate). The Manager adds checks at a
+// twentieth of the shortest lifetime it holds, within these bounds.
+const (
+	minRenewCheck = time.Second
+	maxRenewCheck = 10 * time.Minute
+)
+
+// renewCheckInterval is how often certificates whose shortest lifetime is
+// life must be checked for renewal.
+func renewCheckInterval(life time.Duration) time.Duration {
+	if life <= 0 {
+		return maxRenewCheck
+	}
+	return min(max(life/20, minRenewCheck), maxRenewCheck)
+}
+
+// shortestLifetime returns the shortest NotAfter-NotBefore of the managed
+// certificates held, or 0 with none.
+func (m *Manager) shortestLifetime() time.Duration {
+	g := m.cur.Load()
+	if g == nil {
+		return 0
+	}
+	var short time.Duration
+	for _, name := range g.names {
+		for _, c := range m.cache.AllMatchingCertificates(name) {
+			if c.Leaf == nil {
+				continue
+			}
+			if life := c.Leaf.NotAfter.Sub(c.Leaf.NotBefore); short == 0 || life < short {
+				short = life
+			}
+		}
+	}
+	return short
+}
+
+// maintain runs certmagic's renewal check as often as the shortest
+// certificate held needs, until ctx ends. certmagic renews what is due
+// (its ARI window, else the renewal ratio), one job per name. The interval
+// is recomputed at least every recheck, so a first short certificate
+// obtained after the start is noticed.
+func (m *Manager) maintain(ctx context.Context) {
+	const recheck = 30 * time.Second
+	log := m.logger.Named("maintenance")
+	interval, last := maxRenewCheck, time.Now()
+	t := time.NewTimer(minRenewCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if next := renewCheckInterval(m.shortestLifetime()); next != interval {
+			log.Debug("renewal check interval", zap.Duration("interval", next))
+			interval = next
+			// certmagic renews at once when ARI's selected time falls
+			// before the next check: tell it when that is.
+			m.cacheOpts.RenewCheckInterval = interval
+			m.cache.SetOptions(m.cacheOpts)
+		}
+		// certmagic's own tick covers the maximum.
+		if interval < maxRenewCheck && time.Since(last) >= interval {
+			last = time.Now()
+			if err := m.cache.RenewManagedCertificates(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("renewal check", zap.Error(err))
+			}
+		}
+		t.Reset(min(interval, recheck))
+	}
+}

@@ -12,9 +12,11 @@ import (
 // on the wire are A-labels, so nothing else is folded).
 func refHost(h string) string {
 	if strings.HasPrefix(h, "[") {
-		if inside, _, ok := strings.Cut(h[1:], "]"); ok {
-			h = inside
+		inside, _, ok := strings.Cut(h[1:], "]")
+		if !ok {
+			return "" // an unclosed IPv6 literal names no host
 		}
+		h = inside
 	} else if strings.Count(h, ":") == 1 {
 		h, _, _ = strings.Cut(h, ":")
 	}

@@ -223,6 +223,8 @@ func normalizeHost(hostport string) string {
 	host := hostport
 	if i := strings.IndexByte(host, ']'); i > 0 && host[0] == '[' {
 		host = host[1:i] // IPv6 literal, maybe with a port
+	} else if host != "" && host[0] == '[' {
+		return "" // an unclosed IPv6 literal names no host (found by FuzzMatchHost)
 	} else if i := strings.LastIndexByte(host, ':'); i >= 0 && strings.IndexByte(host, ':') == i {
 		host = host[:i]
 	}

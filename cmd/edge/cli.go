@@ -88,6 +88,14 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// parseNoArgs is parseFlags for a command that takes no arguments.
+func parseNoArgs(fs *flag.FlagSet, args []string) error {
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	return noArgs(fs)
+}
+
 // noArgs refuses arguments after the flags of a command that takes none,
 // naming what was likely meant.
 func noArgs(fs *flag.FlagSet) error {
@@ -137,10 +145,7 @@ func readBuildInfo() buildInfo {
 func cmdVersion(args []string, stdout io.Writer) error {
 	fs := newFlagSet("version")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	bi := readBuildInfo()
@@ -164,10 +169,7 @@ func cmdConfig(args []string, stdout io.Writer) error {
 	fs := newFlagSet("config")
 	path := fs.String("config", defaultConfigPath(), "config file")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	cfg, err := config.Load(*path)

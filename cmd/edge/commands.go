@@ -22,10 +22,7 @@ func cmdValidate(args []string, stdout io.Writer) error {
 	fs := newFlagSet("validate")
 	path := fs.String("config", defaultConfigPath(), "config file")
 	checkDNS := fs.Bool("check-dns", false, "also check that every delegate: CNAME is in place")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	cfg, err := config.Load(*path)
@@ -105,10 +102,7 @@ func cmdCerts(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("certs")
 	client, _ := newAdminClient(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	var raw json.RawMessage

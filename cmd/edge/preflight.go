@@ -24,10 +24,7 @@ func cmdPreflight(ctx context.Context, args []string, stdout io.Writer) error {
 	attempts := fs.Int("attempts", 6, "requests per name (each on a new connection)")
 	connect := fs.String("connect", "", "dial HOST:PORT instead of NAME:80 (like curl --connect-to)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	cfg, err := config.Load(*path)

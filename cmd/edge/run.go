@@ -99,10 +99,7 @@ func (g *generation) close() {
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlagSet("run")
 	path := fs.String("config", defaultConfigPath(), "config file")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	data, err := os.ReadFile(*path)

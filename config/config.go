@@ -169,16 +169,58 @@ type ProxyProtocol struct {
 }
 
 // Storage is where certificates, the ACME account and challenge tokens live.
-// Type file (default, Path default /var/lib/edge) or redis.
+// Type file (default, Path default /var/lib/edge) or redis. Compare two
+// Storages with Equal (Sentinel is a pointer).
 type Storage struct {
-	Type         string `yaml:"type"`
-	Path         string `yaml:"path"`
-	Address      string `yaml:"address"`
+	Type string `yaml:"type"`
+	Path string `yaml:"path"`
+	// Address is one Redis server (host:port), or a comma-separated Redis
+	// Cluster seed list; with Sentinel it stays empty.
+	Address string `yaml:"address"`
+	// Username is the Redis ACL user (Redis 6+) that Password belongs to;
+	// empty: the default user (requirepass, or no AUTH without Password).
+	Username     string `yaml:"username"`
 	Password     string `yaml:"password"`
 	PasswordFile string `yaml:"password_file"`
-	TLS          bool   `yaml:"tls"`
-	Prefix       string `yaml:"prefix"`
-	DB           int    `yaml:"db"`
+	// TLS talks TLS to Redis (and to the sentinels), verified against the
+	// system roots or TLSCAFile.
+	TLS bool `yaml:"tls"`
+	// TLSCAFile holds the PEM roots that verify Redis's certificate
+	// instead of the system roots (an internal CA); only with TLS.
+	TLSCAFile string `yaml:"tls_ca_file"`
+	Prefix    string `yaml:"prefix"`
+	DB        int    `yaml:"db"`
+	// Sentinel, if set, finds the master through Redis Sentinel instead
+	// of Address; nil: no Sentinel.
+	Sentinel *Sentinel `yaml:"sentinel"`
+}
+
+// Sentinel names the master a set of Redis Sentinels monitor. Username and
+// Password authenticate to the sentinels themselves (their own ACL or
+// requirepass), apart from Storage's, which go to the master.
+type Sentinel struct {
+	// Master is the name in the sentinels' "sentinel monitor NAME ...".
+	Master string `yaml:"master"`
+	// Addresses are the sentinels (host:port, usually port 26379).
+	Addresses    []string `yaml:"addresses"`
+	Username     string   `yaml:"username"`
+	Password     string   `yaml:"password"`
+	PasswordFile string   `yaml:"password_file"`
+}
+
+// Equal reports whether s and o describe the same storage, field by field
+// (Sentinel by value).
+func (s Storage) Equal(o Storage) bool {
+	a, b := s.Sentinel, o.Sentinel
+	s.Sentinel, o.Sentinel = nil, nil
+	if s != o || (a == nil) != (b == nil) {
+		return false
+	}
+	if a == nil {
+		return true
+	}
+	return a.Master == b.Master && slices.Equal(a.Addresses, b.Addresses) &&
+		a.Username == b.Username && a.Password == b.Password && a.PasswordFile == b.PasswordFile
 }
 
 // Cluster lists peers asked for HTTP-01 tokens this instance does not know.

@@ -364,14 +364,34 @@ func (v *validator) storage() {
 	s := v.c.Storage
 	switch s.Type {
 	case "file":
+		if s.Sentinel != nil {
+			v.warnf("storage.sentinel", "sentinel applies to storage type redis; type file ignores it")
+		}
 	case "redis":
-		if s.Address == "" {
-			v.errorf("storage.address", "redis storage needs address")
-		} else {
+		switch {
+		case s.Sentinel != nil && s.Address != "":
+			v.errorf("storage.address", "set address or sentinel, not both: with sentinel, the sentinels name the master")
+		case s.Sentinel == nil && s.Address == "":
+			v.errorf("storage.address", "redis storage needs address (or sentinel)")
+		case s.Sentinel == nil:
 			// Several comma-separated addresses are a Redis Cluster seed list.
 			for _, a := range strings.Split(s.Address, ",") {
 				v.addr("storage.address", strings.TrimSpace(a), "redis:6379", dialPort)
 			}
+		}
+		if sen := s.Sentinel; sen != nil {
+			if sen.Master == "" {
+				v.errorf("storage.sentinel.master", "sentinel needs master: the name the sentinels monitor (their \"sentinel monitor NAME ...\")")
+			}
+			if len(sen.Addresses) == 0 {
+				v.errorf("storage.sentinel.addresses", "sentinel needs addresses: the sentinels, like [\"sentinel-1:26379\", \"sentinel-2:26379\"]")
+			}
+			for i, a := range sen.Addresses {
+				v.addr(fmt.Sprintf("storage.sentinel.addresses[%d]", i), a, "sentinel-1:26379", dialPort)
+			}
+		}
+		if s.TLSCAFile != "" && !s.TLS {
+			v.errorf("storage.tls_ca_file", "tls_ca_file needs tls: true (it verifies Redis's TLS certificate)")
 		}
 		v.nonNegInt("storage.db", s.DB)
 	default:

@@ -75,17 +75,24 @@ func buildStorage(sc config.Storage, deps storageDeps) (certmagic.Storage, error
 	case "file":
 		return &certmagic.FileStorage{Path: dir}, nil
 	case "redis":
+		tc, err := redisTLS(sc)
+		if err != nil {
+			return nil, fmt.Errorf("storage: %w", err)
+		}
 		opts := redisstore.Options{
 			Addrs:    splitTrim(sc.Address),
+			Username: sc.Username,
 			Password: sc.Password,
+			TLS:      tc,
 			DB:       sc.DB,
 			Prefix:   sc.Prefix,
 			Instance: deps.node,
 			Metrics:  deps.metrics,
 			Logger:   deps.logger,
 		}
-		if sc.TLS {
-			opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		if sen := sc.Sentinel; sen != nil {
+			opts.Addrs, opts.MasterName = sen.Addresses, sen.Master
+			opts.SentinelUsername, opts.SentinelPassword = sen.Username, sen.Password
 		}
 		rs, err := redisstore.New(opts)
 		if err != nil {
@@ -96,6 +103,28 @@ func buildStorage(sc config.Storage, deps storageDeps) (certmagic.Storage, error
 		return &tlsmgr.Mirror{Storage: rs, Dir: filepath.Join(dir, "redis-copy"), Logger: deps.logger, MaxLockLease: redisstore.DefaultLockLease}, nil
 	}
 	return nil, fmt.Errorf("storage.type %q is not supported by this build", sc.Type)
+}
+
+// redisTLS is the TLS configuration for Redis and its sentinels: nil
+// without storage.tls; with tls_ca_file, that file's roots alone (an
+// internal CA), else the system roots.
+func redisTLS(sc config.Storage) (*tls.Config, error) {
+	if !sc.TLS {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if sc.TLSCAFile != "" {
+		pem, err := os.ReadFile(sc.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls_ca_file: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls_ca_file %s: no PEM certificates found", sc.TLSCAFile)
+		}
+		tc.RootCAs = roots
+	}
+	return tc, nil
 }
 
 // splitTrim splits a comma-separated list and trims each item.
@@ -528,6 +557,11 @@ type plan struct {
 // FILE:LINE:COL.
 func buildPlan(cfg *config.Config) (*plan, error) {
 	var errs []error
+	if cfg.Storage.Type == "redis" {
+		if _, err := redisTLS(cfg.Storage); err != nil {
+			errs = append(errs, cfg.ErrorAt("storage.tls_ca_file", "%v", err))
+		}
+	}
 	if _, err := buildPeers(cfg.Cluster, nil); err != nil {
 		errs = append(errs, cfg.ErrorAt("cluster", "%v", err))
 	}

@@ -226,7 +226,7 @@ func (s *server) apply(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	if s.store != nil && cfg.Storage != s.storeCfg {
+	if s.store != nil && !cfg.Storage.Equal(s.storeCfg) {
 		return cfg.ErrorAt("storage", "storage changed: restart edge to use the new storage (certificates, the ACME account and locks live there)")
 	}
 	fresh := s.store == nil

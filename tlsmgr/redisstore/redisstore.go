@@ -55,12 +55,21 @@ type Options struct {
 	// MasterName: a single server. Several without MasterName: a Redis
 	// Cluster seed list. With MasterName: Sentinel addresses.
 	Addrs []string
-	// MasterName selects Sentinel mode when set.
+	// MasterName selects Sentinel mode when set: Addrs are the sentinels,
+	// asked for the master of that name, and the client follows a
+	// failover to the new master.
 	MasterName string
 	// Username and Password authenticate to Redis (ACL or requirepass);
-	// empty means no AUTH.
+	// empty means no AUTH. With MasterName they go to the master, not to
+	// the sentinels.
 	Username, Password string
-	// TLS enables TLS to Redis; nil means plain TCP.
+	// SentinelUsername and SentinelPassword authenticate to the sentinels
+	// (their own ACL or requirepass); empty means no AUTH there. Only with
+	// MasterName.
+	SentinelUsername, SentinelPassword string
+	// TLS enables TLS to Redis (with MasterName, to the sentinels too);
+	// nil means plain TCP. go-redis fills ServerName from each address
+	// when it is empty.
 	TLS *tls.Config
 	// DB selects a database on a single server or Sentinel master; it must
 	// be 0 for Cluster.
@@ -130,6 +139,9 @@ func New(opts Options) (*Storage, error) {
 	if len(opts.Addrs) == 0 {
 		return nil, errors.New("redisstore: no address given")
 	}
+	if opts.MasterName == "" && (opts.SentinelUsername != "" || opts.SentinelPassword != "") {
+		return nil, errors.New("redisstore: sentinel credentials without a master name")
+	}
 	if opts.MasterName == "" && len(opts.Addrs) > 1 && opts.DB != 0 {
 		return nil, fmt.Errorf("redisstore: db %d: Redis Cluster has only db 0", opts.DB)
 	}
@@ -172,9 +184,12 @@ func New(opts Options) (*Storage, error) {
 		MasterName: opts.MasterName,
 		Username:   opts.Username,
 		Password:   opts.Password,
-		TLSConfig:  opts.TLS,
-		DB:         opts.DB,
-		ClientName: "edge-redisstore",
+		// Sentinel's own AUTH; go-redis ignores these without MasterName.
+		SentinelUsername: opts.SentinelUsername,
+		SentinelPassword: opts.SentinelPassword,
+		TLSConfig:        opts.TLS,
+		DB:               opts.DB,
+		ClientName:       "edge-redisstore",
 		// Let callers' context deadlines bound socket I/O, so Lock and
 		// the keepalive honour their contexts even against a frozen server.
 		ContextTimeoutEnabled: true,

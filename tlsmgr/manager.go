@@ -61,6 +61,12 @@ type Options struct {
 	// OnObtained is called (in its own goroutine) after this instance has
 	// obtained or renewed a certificate for name. Nil: nothing.
 	OnObtained func(name string)
+	// OnOrder is called (in certmagic's goroutine; it must not block) when
+	// an order for name ends on this instance: err nil when it obtained
+	// (renewal false) or renewed a certificate, else the CA's or the
+	// solver's error. An order stopped by a reload or shutdown is not
+	// reported. Nil: nothing.
+	OnOrder func(name string, renewal bool, err error)
 	// Logger is used for certmagic and edge's own messages; nil discards.
 	Logger *zap.Logger
 	// Metrics receives counters; nil: none.
@@ -379,12 +385,16 @@ func (m *Manager) buildConfig(opts Options, grp Group, onDemand bool) (*certmagi
 func (m *Manager) onEvent(opts Options) func(ctx context.Context, event string, data map[string]any) error {
 	return func(ctx context.Context, event string, data map[string]any) error {
 		name, _ := data["identifier"].(string)
+		renewal, _ := data["renewal"].(bool)
 		switch event {
 		case "cert_obtaining":
 			m.status.set(name, StateObtaining, "")
 		case "cert_obtained":
 			m.status.set(name, StateValid, "")
 			m.metrics.order(opts.CA, "success")
+			if opts.OnOrder != nil {
+				opts.OnOrder(name, renewal, nil)
+			}
 			if opts.OnObtained != nil {
 				m.wg.Add(1)
 				go func() {
@@ -406,6 +416,9 @@ func (m *Manager) onEvent(opts Options) func(ctx context.Context, event string, 
 			m.challenges.failPending(name, false)
 			m.status.set(name, StateFailed, msg)
 			m.metrics.order(opts.CA, "failure")
+			if opts.OnOrder != nil {
+				opts.OnOrder(name, renewal, errors.New(msg))
+			}
 		}
 		return nil
 	}

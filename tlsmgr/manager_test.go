@@ -25,7 +25,7 @@ import (
 var (
 	comparedOptions = []string{"CA", "Email", "TrustedRoots", "EAB", "HTTP01", "TLSALPN01",
 		"HTTPPort", "TLSPort", "ListenHost", "Storage", "RenewalWindowRatio", "Groups", "OnDemand"}
-	processWideOptions = []string{"OnObtained", "Logger", "Metrics"}
+	processWideOptions = []string{"OnObtained", "OnOrder", "Logger", "Metrics"}
 )
 
 func TestOptionsFieldsAccountedFor(t *testing.T) {

@@ -109,6 +109,10 @@ type Options struct {
 	// Logger receives one line per attempt; nil discards.
 	Logger  *slog.Logger
 	Metrics *Metrics
+	// OnResult is called after each delivery attempt this edge made of
+	// name to target: err nil when delivered, else why not (the retry is
+	// scheduled). It must not block. Nil: nothing.
+	OnResult func(name, target string, err error)
 }
 
 // Dispatcher delivers every certificate to its targets and keeps at it
@@ -396,6 +400,9 @@ func (d *Dispatcher) done(k jobKey, c *Cert, rec *Record, delivered bool) {
 	d.mu.Unlock()
 	if delivered {
 		d.o.Metrics.result(k.target, "success")
+		if d.o.OnResult != nil {
+			d.o.OnResult(k.name, k.target, nil)
+		}
 	}
 	d.o.Metrics.delivered(k.target, k.name, rec.DeliveredAt)
 	d.updatePending()
@@ -418,6 +425,9 @@ func (d *Dispatcher) failed(k jobKey, c *Cert, err error, rec *Record) {
 	d.next[k] = st.NextAttempt
 	d.mu.Unlock()
 	d.o.Metrics.result(k.target, "failure")
+	if d.o.OnResult != nil {
+		d.o.OnResult(k.name, k.target, err)
+	}
 	d.updatePending()
 	serial := ""
 	if c != nil {

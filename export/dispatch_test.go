@@ -3,6 +3,7 @@ package export
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"sync"
 	"sync/atomic"
@@ -205,5 +206,45 @@ func TestDispatcherBacksOffWithoutARecord(t *testing.T) {
 	<-done
 	if n := src.calls.Load(); n < 3 || n > 4 {
 		t.Errorf("%d attempts in 6.5 s with a 1 s backoff doubling, want 3 or 4", n)
+	}
+}
+
+// TestDispatcherOnResult: each attempt is reported, the failures with
+// their error, then the delivery.
+func TestDispatcherOnResult(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	src := &source{certs: map[string]*Cert{}}
+	src.set(testCert(t, "a.test", 3))
+	tgt := &recordingTarget{}
+	tgt.broken.Store(true)
+	d, err := NewDispatcher(Options{Source: src, Store: &certmagic.FileStorage{Path: t.TempDir()}, Node: "e1",
+		Interval: 200 * time.Millisecond, Backoff: 50 * time.Millisecond,
+		OnResult: func(name, target string, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, name+" "+target+" "+fmt.Sprint(err))
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Apply(Plan{Targets: []Target{{Name: "rec", Exporter: tgt}}, Names: map[string][]string{"a.test": {"rec"}}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	results := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), got...)
+	}
+	waitFor(t, "a failure reported", func() bool { return len(results()) >= 1 })
+	tgt.broken.Store(false)
+	waitFor(t, "the delivery reported", func() bool {
+		r := results()
+		return len(r) > 0 && r[len(r)-1] == "a.test rec <nil>"
+	})
+	if r := results(); r[0] != "a.test rec rec: target down" {
+		t.Fatalf("first result %q, want the target's error", r[0])
 	}
 }

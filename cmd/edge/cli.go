@@ -28,6 +28,7 @@ var commands = []struct{ name, args, about string }{
 	{"preflight", "", "check that HTTP-01 requests reach an edge for every name, CNAME delegations"},
 	{"config", "", "print the effective configuration (defaults applied, ${ENV} expanded, secrets redacted)"},
 	{"version", "", "print the version (-json for scripts)"},
+	{"completion", "bash|zsh|fish", "print a shell completion script (built from this table and each command's flags)"},
 	{"help", "[COMMAND]", "this text, or a command's flags"},
 }
 
@@ -43,7 +44,10 @@ func usageText() string {
 
 // helpError is a request for help (-h, --help): Run prints its text to
 // stdout and succeeds.
-type helpError struct{ text string }
+type helpError struct {
+	text string
+	fs   *flag.FlagSet // the command's flags (edge completion lists them)
+}
 
 func (e *helpError) Error() string { return e.text }
 
@@ -81,7 +85,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	err := fs.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
-		return &helpError{commandHelp(fs)}
+		return &helpError{text: commandHelp(fs), fs: fs}
 	case err != nil:
 		return fmt.Errorf("%w %s: %v\n\n%s", errUsage, fs.Name(), err, commandHelp(fs))
 	}

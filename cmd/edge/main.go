@@ -83,6 +83,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdConfig(rest, stdout)
 	case "version", "-version", "--version":
 		return cmdVersion(rest, stdout)
+	case "completion":
+		return cmdCompletion(rest, stdout)
 	case "help", "-h", "-help", "--help":
 		return cmdHelp(rest, stdout)
 	}

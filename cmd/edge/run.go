@@ -70,6 +70,7 @@ type server struct {
 
 	reloadOK prometheus.Gauge
 	reloadTS prometheus.Gauge
+	sd       *notifier // systemd's notify socket (notify.go); nil outside systemd
 
 	mu       sync.Mutex // serialises reloads; guards store, storeCfg, applied
 	store    certmagic.Storage
@@ -139,6 +140,8 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer s.close()
+	s.sd = newNotifier(logger.Named("systemd"))
+	defer s.sd.startWatchdog()() // until serve has drained
 	return s.serve(ctx, cfg, lns)
 }
 
@@ -177,7 +180,7 @@ func newServer(path string, logger *zap.Logger, node string) (*server, error) {
 		reg:    prometheus.NewRegistry(),
 		pstate: proxy.NewState(),
 	}
-	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newBuildInfoGauge())
 	var err error
 	if s.pmetrics, err = proxy.NewMetrics(s.reg); err != nil {
 		return nil, err
@@ -365,6 +368,8 @@ func (s *server) reload(ctx context.Context, why string, data []byte) {
 			return
 		}
 	}
+	s.sd.reloading()
+	defer func() { s.sd.ready("serving (" + s.gen.Load().cfg.Summary() + ")") }() // the old config if this one failed
 	cfg, err := config.Parse(s.path, data, os.LookupEnv)
 	if err == nil {
 		old := s.gen.Load().cfg
@@ -553,7 +558,10 @@ func (s *server) serve(ctx context.Context, cfg *config.Config, sockets []net.Li
 			errc <- nil
 		}()
 	}
+	// Listeners bound (since listen), certificates in storage loaded (apply).
+	s.sd.ready("serving (" + cfg.Summary() + ")")
 	runErr := s.waitForStop(ctx, errc)
+	s.sd.stopping()
 
 	shutCtx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()

@@ -1,6 +1,6 @@
 // Command backend is the benchmark's upstream: a minimal HTTP/1.1 server
-// that answers every request with the same 1 KiB body and keeps connections
-// alive. It skips net/http so that the backends cost as little CPU as
+// that answers every request with the same 1 KiB body (64 KiB for a request
+// whose path starts with /64k) and keeps connections alive. It skips net/http so that the backends cost as little CPU as
 // possible on a machine shared with the proxies and the load generators.
 //
 //	go run ./bench/backend -listen 127.0.0.1:9001,127.0.0.1:9002
@@ -26,20 +26,20 @@ import (
 	"syscall"
 )
 
-const bodySize = 1024
+const (
+	bodySize    = 1024
+	bigBodySize = 64 << 10 // GET /64k
+)
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:9001,127.0.0.1:9002", "comma-separated addresses, one per backend")
 	flag.Parse()
-	body := bytes.Repeat([]byte("x"), bodySize-1)
-	body = append(body, '\n')
 	for i, addr := range strings.Split(*listen, ",") {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			log.Fatalf("backend: %v", err)
 		}
-		resp := []byte(fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nX-Backend: %d\r\n\r\n%s", len(body), i+1, body))
-		go serve(ln, resp)
+		go serve(ln, answers{small: response(i+1, bodySize), big: response(i+1, bigBodySize)})
 	}
 	fmt.Println("backend: listening on", *listen)
 	sig := make(chan os.Signal, 1)
@@ -47,7 +47,16 @@ func main() {
 	<-sig
 }
 
-func serve(ln net.Listener, resp []byte) {
+// answers are the whole responses (head and body) one backend sends.
+type answers struct{ small, big []byte }
+
+func response(backend, size int) []byte {
+	body := bytes.Repeat([]byte("x"), size-1)
+	body = append(body, '\n')
+	return []byte(fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nX-Backend: %d\r\n\r\n%s", len(body), backend, body))
+}
+
+func serve(ln net.Listener, resp answers) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -57,33 +66,41 @@ func serve(ln net.Listener, resp []byte) {
 	}
 }
 
-func handle(c net.Conn, resp []byte) {
+func handle(c net.Conn, resp answers) {
 	defer c.Close()
 	r := bufio.NewReaderSize(c, 4096)
 	for {
-		keep, err := readRequest(r)
+		keep, big, err := readRequest(r)
 		if err != nil {
 			return
 		}
-		if _, err := c.Write(resp); err != nil || !keep {
+		out := resp.small
+		if big {
+			out = resp.big
+		}
+		if _, err := c.Write(out); err != nil || !keep {
 			return
 		}
 	}
 }
 
 // readRequest reads one request head (and a Content-Length body) and
-// reports whether the connection may stay open afterwards.
-func readRequest(r *bufio.Reader) (keep bool, err error) {
+// reports whether the connection may stay open afterwards and whether the
+// 64 KiB answer was asked for (a path starting with /64k).
+func readRequest(r *bufio.Reader) (keep, big bool, err error) {
 	line, err := r.ReadSlice('\n')
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	keep = bytes.Contains(line, []byte("HTTP/1.1"))
+	if _, target, ok := bytes.Cut(line, []byte(" ")); ok {
+		big = bytes.HasPrefix(target, []byte("/64k"))
+	}
 	var length int64
 	for {
 		h, err := r.ReadSlice('\n')
 		if err != nil {
-			return false, err
+			return false, false, err
 		}
 		h = bytes.TrimRight(h, "\r\n")
 		if len(h) == 0 {
@@ -91,14 +108,14 @@ func readRequest(r *bufio.Reader) (keep bool, err error) {
 		}
 		k, v, ok := bytes.Cut(h, []byte(":"))
 		if !ok {
-			return false, fmt.Errorf("bad header line %q", h)
+			return false, false, fmt.Errorf("bad header line %q", h)
 		}
 		v = bytes.TrimSpace(v)
 		switch {
 		case bytes.EqualFold(k, []byte("Content-Length")):
 			length, err = strconv.ParseInt(string(v), 10, 64)
 			if err != nil || length < 0 {
-				return false, fmt.Errorf("bad Content-Length %q", v)
+				return false, false, fmt.Errorf("bad Content-Length %q", v)
 			}
 		case bytes.EqualFold(k, []byte("Transfer-Encoding")):
 			keep = false // the body is not read: answer, then close
@@ -110,8 +127,8 @@ func readRequest(r *bufio.Reader) (keep bool, err error) {
 	}
 	if length > 0 {
 		if _, err := io.CopyN(io.Discard, r, length); err != nil {
-			return false, err
+			return false, false, err
 		}
 	}
-	return keep, nil
+	return keep, big, nil
 }

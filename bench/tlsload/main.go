@@ -6,6 +6,10 @@
 //
 //	tlsload -addr 127.0.0.1:8443 -sni bench.test -c 50 -d 10s
 //
+// With -names FILE (one name a line), the connections rotate over those
+// names, SNI and Host, instead of -sni: a server with many certificates has
+// to find each one in turn.
+//
 // It prints one line: requests/s, p50 and p99 latency of the whole exchange
 // (connect to last byte) in milliseconds, successes and errors. Key exchange
 // is X25519 only, as OpenSSL 3.0 clients (wrk, h2load) offer, so Go servers
@@ -22,6 +26,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -33,7 +38,21 @@ func main() {
 	dur := flag.Duration("d", 10*time.Second, "duration")
 	maxReq := flag.Int("n", 1_000_000, "stop after this many requests in all")
 	resume := flag.Bool("resume", false, "resume TLS sessions (a shared client session cache)")
+	namesFile := flag.String("names", "", "a file of names, one a line: rotate SNI and Host over them instead of -sni")
 	flag.Parse()
+	names := []string{*sni}
+	if *namesFile != "" {
+		b, err := os.ReadFile(*namesFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "tlsload:", err)
+			os.Exit(2)
+		}
+		names = strings.Fields(string(b))
+		if len(names) == 0 {
+			fmt.Fprintln(os.Stderr, "tlsload: no names in", *namesFile)
+			os.Exit(2)
+		}
+	}
 
 	cfg := &tls.Config{
 		ServerName:         *sni,
@@ -43,9 +62,16 @@ func main() {
 		MinVersion:         tls.VersionTLS12,
 	}
 	if *resume {
-		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(*conc * 2)
+		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(max(*conc*2, len(names)))
 	}
-	req := []byte("GET / HTTP/1.1\r\nHost: " + *sni + "\r\nUser-Agent: tlsload\r\nConnection: close\r\n\r\n")
+	// One config and one request per name.
+	cfgs := make([]*tls.Config, len(names))
+	reqs := make([][]byte, len(names))
+	for i, n := range names {
+		cfgs[i] = cfg.Clone()
+		cfgs[i].ServerName = n
+		reqs[i] = []byte("GET / HTTP/1.1\r\nHost: " + n + "\r\nUser-Agent: tlsload\r\nConnection: close\r\n\r\n")
+	}
 
 	var (
 		mu     sync.Mutex
@@ -54,6 +80,7 @@ func main() {
 		res    int
 		errMsg string
 		left   = *maxReq
+		seq    int // next name
 	)
 	deadline := time.Now().Add(*dur)
 	start := time.Now()
@@ -72,9 +99,11 @@ func main() {
 					break
 				}
 				left--
+				k := seq
+				seq = (seq + 1) % len(names)
 				mu.Unlock()
 				t0 := time.Now()
-				resumed, err := once(*addr, cfg, req, deadline.Add(5*time.Second))
+				resumed, err := once(*addr, cfgs[k], reqs[k], deadline.Add(5*time.Second))
 				if err != nil {
 					lerr++
 					lmsg = err.Error()

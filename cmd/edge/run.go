@@ -67,6 +67,9 @@ type server struct {
 	disp     *export.Dispatcher
 	dispStop context.CancelFunc
 	dispDone chan struct{}
+	// events are the recent orders, exports and reloads (/api/events,
+	// the status page); see events.go.
+	events *admin.Events
 
 	reloadOK prometheus.Gauge
 	reloadTS prometheus.Gauge
@@ -179,6 +182,7 @@ func newServer(path string, logger *zap.Logger, node string) (*server, error) {
 		slog:   slog.New(zapslog.NewHandler(logger.Core(), zapslog.WithName("proxy"))),
 		reg:    prometheus.NewRegistry(),
 		pstate: proxy.NewState(),
+		events: admin.NewEvents(0),
 	}
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newBuildInfoGauge())
 	var err error
@@ -258,6 +262,7 @@ func (s *server) apply(ctx context.Context, cfg *config.Config) error {
 			Source: certSource{s.tm}, Store: storage, Node: s.node,
 			Interval: cfg.ExportCheckInterval, Backoff: export.Retry,
 			Logger: s.slog.With("component", "export"), Metrics: s.emetrics,
+			OnResult: s.exportResult,
 		})
 		if err != nil {
 			ph.Close()
@@ -269,6 +274,7 @@ func (s *server) apply(ctx context.Context, cfg *config.Config) error {
 	topts := pl.tls
 	topts.Storage = storage
 	topts.OnObtained = s.disp.Notify
+	topts.OnOrder = s.orderEnded
 	// Names are managed for the life of the process, not of a request.
 	if err := s.tm.Apply(context.WithoutCancel(ctx), topts); err != nil {
 		ph.Close()
@@ -401,6 +407,7 @@ func (s *server) reload(ctx context.Context, why string, data []byte) {
 		return
 	}
 	s.logger.Info("reloaded", zap.String("trigger", why))
+	s.events.Add(admin.Event{Kind: admin.EventReloaded, Detail: why + ": " + cfg.Summary()})
 }
 
 // serverLimits are the limits the http.Servers take at start; the others
@@ -411,6 +418,7 @@ func serverLimits(l config.Limits) [4]int64 {
 
 func (s *server) reloadFailed(why string, err error) {
 	s.reloadOK.Set(0)
+	s.events.Add(admin.Event{Kind: admin.EventReloadFailed, Detail: why + ": " + err.Error()})
 	s.logger.Error("reload failed; keeping the running config", zap.String("config", s.path), zap.String("trigger", why), zap.Error(err))
 }
 
@@ -518,6 +526,7 @@ func (s *server) servers(cfg *config.Config) []httpServer {
 		Gatherer: s.reg,
 		Ready:    s.ready,
 		Token:    func() string { return s.gen.Load().cfg.Admin.Token },
+		Events:   s.events,
 		API: map[string]func(*http.Request) (any, error){
 			"certificates": s.apiCertificates,
 			"export":       s.apiExport,

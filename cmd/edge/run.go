@@ -290,6 +290,11 @@ func (s *server) apply(ctx context.Context, cfg *config.Config) error {
 		old.close()
 	}
 	s.store, s.storeCfg = storage, cfg.Storage
+	if m, ok := storage.(*tlsmgr.Mirror); ok && fresh {
+		if rs, ok := m.Storage.(*redisstore.Storage); ok {
+			s.reg.MustRegister(rs) // edge_storage_up, lock lease ends
+		}
+	}
 	s.disp.Apply(pl.exports)
 	if s.dispDone == nil {
 		dctx, stop := context.WithCancel(context.WithoutCancel(ctx))

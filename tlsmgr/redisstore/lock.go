@@ -25,6 +25,20 @@ type heldLock struct {
 	mu      sync.Mutex
 	sentAt  time.Time // when the request behind validTo was sent
 	validTo time.Time // local conservative end of the lease
+	asked   time.Time // end of the lease last asked for (acquire, RenewLockLease), not the keepalive's
+}
+
+// setAsked records the end of a lease the holder asked for.
+func (h *heldLock) setAsked(end time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.asked = end
+}
+
+func (h *heldLock) askedUntil() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.asked
 }
 
 // setValid records that a request sent at sent left ttl on the lease. The
@@ -204,6 +218,7 @@ func (s *Storage) acquire(ctx context.Context, name, token string) (bool, error)
 	}
 	h := &heldLock{name: name, key: key, token: token, done: make(chan struct{})}
 	h.setValid(sent, s.lease)
+	h.setAsked(sent.Add(s.lease))
 
 	s.mu.Lock()
 	if s.closed {
@@ -285,6 +300,7 @@ func (s *Storage) RenewLockLease(ctx context.Context, name string, lease time.Du
 		return s.metrics.op("renew", fmt.Errorf("renewing lock %q: lease was lost: %w", name, ErrLockNotHeld))
 	}
 	h.setValid(sent, time.Duration(ttl)*time.Millisecond)
+	h.setAsked(sent.Add(lease))
 	return s.metrics.op("renew", nil)
 }
 

@@ -98,8 +98,24 @@ type ACME struct {
 	DNSPropagationDelay    time.Duration          `yaml:"dns_propagation_delay"`
 	DNS                    map[string]DNSProvider `yaml:"dns"`
 	// RenewalWindowRatio is the fraction of a certificate's lifetime left
-	// when renewal starts (certmagic's default 1/3 when 0).
+	// when renewal starts (certmagic's default 1/3 when 0). RenewAt says
+	// the same from the other end; set one of them.
 	RenewalWindowRatio float64 `yaml:"renewal_window_ratio"`
+	// RenewAt is the share of a certificate's lifetime after which it is
+	// renewed when the CA offers no ARI window (RFC 9773), 0 < RenewAt < 1:
+	// 0.66 renews a 90-day certificate after about 59 days, a 6-day one
+	// after about 4. 0: RenewalWindowRatio decides. certmagic is given
+	// 1-RenewAt, the share left (its RenewalWindowRatio).
+	RenewAt float64 `yaml:"renew_at"`
+	// Profile is the ACME profile asked for in each order
+	// (draft-aaron-acme-profiles): Let's Encrypt's classic, tlsserver or
+	// shortlived, or any name the CA's directory lists. "": the CA's
+	// default. A site's profile replaces it.
+	Profile string `yaml:"profile"`
+	// IPProfiles are the profiles whose certificates may name IP
+	// addresses: a site with an IP host must ask for one of them. Default
+	// [shortlived], the only one Let's Encrypt issues IP certificates under.
+	IPProfiles []string `yaml:"ip_profiles"`
 }
 
 // EAB is external account binding (ZeroSSL and others).
@@ -269,6 +285,8 @@ type Site struct {
 	Routes       []Route  `yaml:"routes"`
 	DNS          string   `yaml:"dns"`
 	Delegate     string   `yaml:"delegate"`
+	// Profile replaces acme.profile for this site's names ("": acme's).
+	Profile string `yaml:"profile"`
 	// Rate replaces limits.rate for this site ("off": no limit).
 	Rate string `yaml:"rate"`
 	// Headers change requests to the backends and responses to clients.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -80,6 +81,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	if len(a.Challenges) == 0 {
 		a.Challenges = []string{"http-01", "tls-alpn-01"}
+	}
+	if a.IPProfiles == nil {
+		a.IPProfiles = slices.Clone(DefaultIPProfiles)
 	}
 	if len(a.DNSResolvers) == 0 {
 		a.DNSResolvers = []string{"1.1.1.1:53", "8.8.8.8:53"}

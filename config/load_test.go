@@ -198,6 +198,7 @@ pools:
 			CADirectory:            "https://acme-v02.api.letsencrypt.org/directory",
 			Challenges:             []string{"http-01", "tls-alpn-01"},
 			DNSResolvers:           []string{"1.1.1.1:53", "8.8.8.8:53"},
+			IPProfiles:             []string{"shortlived"},
 			DNSPropagationTimeout:  2 * time.Minute,
 			DNSPropagationInterval: 2 * time.Second,
 		},

@@ -82,8 +82,12 @@ func (v *validator) host(hp, h string, s Site, hosts map[string]string) {
 		}
 		return
 	}
-	if msg := ipHost(h); msg != "" {
-		v.errorf(hp, "invalid host %q: %s", h, msg)
+	if v.ipSiteHost(hp, h, s) {
+		key := strings.Trim(h, "[]")
+		if first, dup := hosts[key]; dup {
+			v.errorf(hp, "host %q is already listed at %s", h, v.where(first))
+		}
+		hosts[key] = hp
 		return
 	}
 	if msg := checkHost(h, true, false); msg != "" {
@@ -107,19 +111,6 @@ func (v *validator) host(hp, h string, s Site, hosts map[string]string) {
 			v.warnf(hp, "host %q is %s: only an internal ACME CA can certify it; make sure acme.ca %s does", h, kind, a.CA)
 		}
 	}
-}
-
-// ipHost returns why h, an IP address (v4, v6, or v6 in brackets), cannot
-// be a site host, or "" when h is not an IP address. This is the one place
-// to relax when edge obtains IP certificates.
-func ipHost(h string) string {
-	if inner, ok := strings.CutPrefix(h, "["); ok {
-		h = strings.TrimSuffix(inner, "]")
-	}
-	if _, err := netip.ParseAddr(h); err != nil {
-		return ""
-	}
-	return "IP address hosts need an IP certificate, which this build does not obtain yet"
 }
 
 // internalName describes h when public CAs never certify it: "a localhost
@@ -181,7 +172,7 @@ func (v *validator) routes(site string, routes []Route, poolNames []string) {
 }
 
 // checkHost returns what is wrong with host name h, or "". IP addresses
-// are accepted (sites refuse them first, in ipHost); wildcard allows a leftmost "*." label, underscore allows
+// are accepted (sites check them first, in ipSiteHost); wildcard allows a leftmost "*." label, underscore allows
 // "_" in labels (for DNS names such as _acme-challenge.example.net).
 func checkHost(h string, wildcard, underscore bool) string {
 	if h == "" {

@@ -267,6 +267,8 @@ func (v *validator) acme() {
 	if !(a.RenewalWindowRatio >= 0 && a.RenewalWindowRatio < 1) { // also refuses NaN
 		v.errorf("acme.renewal_window_ratio", "must be between 0 and 1")
 	}
+	v.acmeRenewal()
+	v.acmeProfiles()
 	for _, name := range slices.Sorted(maps.Keys(a.DNS)) {
 		v.dnsProvider("acme.dns["+name+"]", a.DNS[name])
 	}

@@ -163,10 +163,11 @@ sites:
 			`3:5: site a.example.com has no routes: add routes: [{path: /, pool: NAME}]`,
 			`5:13: site b.example.com has no routes`,
 		}},
-		{"IP hosts", site(`10.0.0.1, "::1", "[2001:db8::1]", a.example.com`), []string{
-			`3:13: invalid host "10.0.0.1": IP address hosts need an IP certificate, which this build does not obtain yet`,
-			`3:23: invalid host "::1": IP address hosts need an IP certificate`,
-			`3:30: invalid host "[2001:db8::1]": IP address hosts need an IP certificate`,
+		{"IP hosts without an IP profile", site(`10.0.0.1, "::1", "[2001:db8::1]", a.example.com`), []string{
+			`3:13: IP address host "10.0.0.1" needs an IP certificate, which CAs issue only under the profiles in acme.ip_profiles [shortlived]; site 10.0.0.1 asks for no profile (the CA's default): set sites[0].profile (or acme.profile) to one of them`,
+			`3:23: IP address host "::1" needs an IP certificate`,
+			`3:30: IP address host "[2001:db8::1]": write it as 2001:db8::1`,
+			`3:30: IP address host "[2001:db8::1]" needs an IP certificate`,
 		}},
 		{"localhost with a public CA", site(`localhost, app.localhost`), []string{
 			`3:13: host "localhost" is a localhost name, which public CAs (acme.ca letsencrypt) do not certify`,

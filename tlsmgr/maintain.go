@@ -46,11 +46,15 @@ func (m *Manager) shortestLifetime() time.Duration {
 	return short
 }
 
+// checkInterval is the renewal check interval in force.
+func (m *Manager) checkInterval() time.Duration { return time.Duration(m.interval.Load()) }
+
 // maintain runs certmagic's renewal check as often as the shortest
 // certificate held needs, until ctx ends. certmagic renews what is due
 // (its ARI window, else the renewal ratio), one job per name. The interval
-// is recomputed at least every recheck, so a first short certificate
-// obtained after the start is noticed.
+// is recomputed at least every recheck (every second while no certificate
+// is held), so a first short certificate obtained after the start is
+// noticed.
 func (m *Manager) maintain(ctx context.Context) {
 	const recheck = 30 * time.Second
 	log := m.logger.Named("maintenance")
@@ -63,13 +67,15 @@ func (m *Manager) maintain(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if next := renewCheckInterval(m.shortestLifetime()); next != interval {
+		short := m.shortestLifetime()
+		if next := renewCheckInterval(short); next != interval {
 			log.Debug("renewal check interval", zap.Duration("interval", next))
 			interval = next
 			// certmagic renews at once when ARI's selected time falls
 			// before the next check: tell it when that is.
 			m.cacheOpts.RenewCheckInterval = interval
 			m.cache.SetOptions(m.cacheOpts)
+			m.interval.Store(int64(interval))
 		}
 		// certmagic's own tick covers the maximum.
 		if interval < maxRenewCheck && time.Since(last) >= interval {
@@ -78,6 +84,10 @@ func (m *Manager) maintain(ctx context.Context) {
 				log.Warn("renewal check", zap.Error(err))
 			}
 		}
-		t.Reset(min(interval, recheck))
+		if short == 0 {
+			t.Reset(minRenewCheck) // none held yet: notice the first one at once
+		} else {
+			t.Reset(min(interval, recheck))
+		}
 	}
 }

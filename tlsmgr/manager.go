@@ -78,6 +78,9 @@ type Group struct {
 	Names []string
 	// DNS, when set, makes the names use DNS-01 only.
 	DNS *DNSOptions
+	// Profile is the ACME profile asked for in the names' orders
+	// (draft-aaron-acme-profiles); "" asks for the CA's default.
+	Profile string
 }
 
 // DNSOptions configure DNS-01 for a group.
@@ -113,6 +116,10 @@ type Manager struct {
 	// cacheOpts are the cache's options; maintain changes the renewal
 	// check interval in them.
 	cacheOpts certmagic.CacheOptions
+	// interval is cacheOpts.RenewCheckInterval, for status readers.
+	interval atomic.Int64
+	// ari caches the ARI stored with each certificate, for status.
+	ari ariBook
 	// challenges counts edge_acme_challenges_total from the ACME client's log.
 	challenges *challengeCounter
 
@@ -159,11 +166,12 @@ type group struct {
 type groupKey struct {
 	names    string // NUL-joined, in order
 	dns      string // "" without DNS-01
+	profile  string
 	onDemand bool   // the group of on-demand names (no names listed)
 }
 
 func keyOf(g Group) groupKey {
-	k := groupKey{names: strings.Join(g.Names, "\x00")}
+	k := groupKey{names: strings.Join(g.Names, "\x00"), profile: g.Profile}
 	if d := g.DNS; d != nil {
 		k.dns = fmt.Sprintf("%s\x00%s\x00%s\x00%q\x00%d\x00%d", d.ProviderName, d.Fingerprint, d.OverrideDomain,
 			d.Resolvers, d.PropagationTimeout, d.PropagationDelay)
@@ -210,6 +218,7 @@ func New(logger *zap.Logger, metrics *Metrics) *Manager {
 		RenewCheckInterval: maxRenewCheck,
 	}
 	m.cache = certmagic.NewCache(m.cacheOpts)
+	m.interval.Store(int64(maxRenewCheck))
 	return m
 }
 
@@ -272,7 +281,7 @@ func (m *Manager) Apply(ctx context.Context, opts Options) error {
 	kept := map[*group]bool{}
 	groups := opts.Groups
 	if opts.OnDemand != nil {
-		groups = append(slices.Clip(groups), Group{}) // the on-demand group lists no names
+		groups = append(slices.Clip(groups), Group{Profile: opts.OnDemand.Profile}) // the on-demand group lists no names
 	}
 	for _, grp := range groups {
 		k := keyOf(grp)
@@ -363,6 +372,7 @@ func (m *Manager) buildConfig(opts Options, grp Group, onDemand bool) (*certmagi
 		ListenHost:              opts.ListenHost,
 		AltHTTPPort:             opts.HTTPPort,
 		AltTLSALPNPort:          opts.TLSPort,
+		Profile:                 grp.Profile,
 		Logger:                  log.Named("acme").WithOptions(zap.WrapCore(m.challenges.wrap)),
 	})
 	if grp.DNS != nil {

@@ -83,7 +83,7 @@ var (
 	descNotBefore = prometheus.NewDesc("edge_certificate_not_before_timestamp_seconds",
 		"Start of validity of the certificate serving each managed name.", []string{"name", "issuer"}, nil)
 	descRenewal = prometheus.NewDesc("edge_certificate_renewal_timestamp_seconds",
-		"When renewal of each managed name's certificate is due to start.", []string{"name"}, nil)
+		"When renewal of each managed name's certificate is planned: ARI's selected time, the renew_at share of the lifetime or the margin before expiry, whichever is first; after a failed order, the next retry.", []string{"name"}, nil)
 	descReady = prometheus.NewDesc("edge_certificate_ready",
 		"1 when the name has an unexpired certificate loaded, else 0.", []string{"name"}, nil)
 )
@@ -111,7 +111,11 @@ func (m *Manager) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- prometheus.MustNewConstMetric(descNotAfter, prometheus.GaugeValue, float64(st.NotAfter.Unix()), name, st.Issuer)
 			ch <- prometheus.MustNewConstMetric(descNotBefore, prometheus.GaugeValue, float64(st.NotBefore.Unix()), name, st.Issuer)
-			ch <- prometheus.MustNewConstMetric(descRenewal, prometheus.GaugeValue, float64(st.RenewalAt.Unix()), name)
+			renew := st.RenewalAt
+			if st.NextRetry.After(renew) {
+				renew = st.NextRetry // failed: the next try is the plan
+			}
+			ch <- prometheus.MustNewConstMetric(descRenewal, prometheus.GaugeValue, float64(renew.Unix()), name)
 		}
 		ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, ready, name)
 	}

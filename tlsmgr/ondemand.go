@@ -45,6 +45,9 @@ type OnDemand struct {
 	// Burst at once, then one every RateInterval/RateEvents. 0 or
 	// RateEvents and above: no spreading.
 	Burst int
+	// Profile is the ACME profile asked for in on-demand orders; "" the
+	// CA's default.
+	Profile string
 	// Client makes the asks; nil uses a client of its own (no proxy from the
 	// environment, no redirects followed).
 	Client *http.Client

@@ -16,27 +16,57 @@ const (
 	StateObtaining = "obtaining" // this instance is ordering one
 	StateFailed    = "failed"    // the last attempt failed (an older certificate may still serve)
 	StateExpired   = "expired"
+	// StateRenewalDue: the planned renewal time has passed within the
+	// time a renewal takes (two renewal checks and 30 s); the certificate
+	// still serves.
+	StateRenewalDue = "renewal due"
+	// StateRenewalOverdue: the planned renewal time passed longer ago
+	// than that, with no renewal: something is wrong.
+	StateRenewalOverdue = "renewal overdue"
 )
 
 // CertStatus describes one managed name, as /api/certificates shows it.
 type CertStatus struct {
-	// Name is the configured name; Names are the certificate's SANs.
+	// Name is the configured name; Names are the certificate's SANs, DNS
+	// names then IP addresses.
 	Name      string    `json:"name"`
 	Names     []string  `json:"names"`
 	Issuer    string    `json:"issuer,omitempty"`
 	NotBefore time.Time `json:"not_before,omitzero"`
 	NotAfter  time.Time `json:"not_after,omitzero"`
-	RenewalAt time.Time `json:"renewal_at,omitzero"`
-	State     string    `json:"state"`
-	LastError string    `json:"last_error,omitempty"`
+	// RenewalAt is when certmagic renews the certificate (see
+	// plannedRenewal): at ARI's selected time when the CA offers ARI, at
+	// the renewal share of the lifetime, or near expiry, whichever comes
+	// first. RenewalSource says which: ari, ratio or expiry.
+	RenewalAt     time.Time `json:"renewal_at,omitzero"`
+	RenewalSource string    `json:"renewal_source,omitempty"`
+	// ARIWindow is the CA's suggested renewal window (RFC 9773), nil when
+	// none is known for the certificate serving.
+	ARIWindow *Window `json:"ari_window,omitempty"`
+	// Profile is the ACME profile asked for ("" the CA's default).
+	Profile   string `json:"profile,omitempty"`
+	State     string `json:"state"`
+	LastError string `json:"last_error,omitempty"`
 	// LastAttempt is when this instance last started or finished an order.
 	LastAttempt time.Time `json:"last_attempt,omitzero"`
+	// Failures counts this instance's failed orders for the name in a
+	// row; NextRetry is when certmagic tries again after the last one
+	// (zero after a success).
+	Failures  int       `json:"failures,omitempty"`
+	NextRetry time.Time `json:"next_retry,omitzero"`
+}
+
+// Window is a span of time.
+type Window struct {
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
 }
 
 type nameStatus struct {
-	state   string
-	lastErr string
-	at      time.Time
+	state    string
+	lastErr  string
+	at       time.Time
+	failures int // failed orders in a row
 }
 
 // statusBook records what certmagic's events said about each name.
@@ -61,12 +91,17 @@ func (b *statusBook) set(name, state, errMsg string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	prev := b.m[name]
-	if state == StateValid {
-		errMsg = ""
-	} else if errMsg == "" {
+	failures := prev.failures
+	switch {
+	case state == StateValid:
+		errMsg, failures = "", 0
+	case state == StateFailed:
+		failures++
+	}
+	if errMsg == "" && state != StateValid {
 		errMsg = prev.lastErr
 	}
-	b.m[name] = nameStatus{state: state, lastErr: errMsg, at: time.Now()}
+	b.m[name] = nameStatus{state: state, lastErr: errMsg, at: time.Now(), failures: failures}
 }
 
 func (b *statusBook) get(name string) (nameStatus, []string) {
@@ -87,29 +122,76 @@ func (m *Manager) Certificates() []CertStatus {
 	names := m.status.list()
 	out := make([]CertStatus, 0, len(names))
 	now := time.Now()
+	interval := m.checkInterval()
 	for _, name := range names {
 		ns, _ := m.status.get(name)
-		st := CertStatus{Name: name, Names: []string{name}, State: StatePending, LastError: ns.lastErr, LastAttempt: ns.at}
+		st := CertStatus{Name: name, Names: []string{name}, State: StatePending, LastError: ns.lastErr, LastAttempt: ns.at,
+			Profile: m.profileOf(name), Failures: ns.failures}
 		if ns.state != "" {
 			st.State = ns.state
 		}
+		if ns.state == StateFailed {
+			st.NextRetry = nextRetry(ns.failures, ns.at)
+		}
 		if leaf, ratio := m.leaf(name); leaf != nil {
-			st.Names = leaf.DNSNames
+			st.Names = certNames(leaf)
 			st.Issuer = issuerName(leaf.Issuer.CommonName, leaf.Issuer.Organization)
 			st.NotBefore, st.NotAfter = leaf.NotBefore, leaf.NotAfter
-			st.RenewalAt = renewalAt(leaf.NotBefore, leaf.NotAfter, ratio)
-			switch {
-			case now.After(leaf.NotAfter):
-				st.State = StateExpired
-			case ns.state == StateObtaining || ns.state == StateFailed:
-				// keep: a renewal is under way or failed; the old one serves
-			default:
-				st.State = StateValid
+			ari := m.ariOf(name, leaf)
+			if ari != nil && ari.HasWindow() {
+				st.ARIWindow = &Window{Start: ari.SuggestedWindow.Start, End: ari.SuggestedWindow.End}
 			}
+			st.RenewalAt, st.RenewalSource = plannedRenewal(leaf, ari, ratio, interval)
+			st.State = certState(now, leaf.NotAfter, st.RenewalAt, interval, ns.state)
 		}
 		out = append(out, st)
 	}
 	return out
+}
+
+// certState is the state of a name whose certificate, expiring at
+// notAfter, is planned to renew at renewAt (renewal checks every
+// interval), given the last event's state: never "valid" once renewAt
+// has passed.
+func certState(now, notAfter, renewAt time.Time, interval time.Duration, event string) string {
+	switch {
+	case now.After(notAfter):
+		return StateExpired
+	case event == StateObtaining || event == StateFailed:
+		return event // a renewal is under way or failed; the old one serves
+	case now.After(renewAt.Add(overdueAfter(interval))):
+		return StateRenewalOverdue
+	case now.After(renewAt):
+		return StateRenewalDue
+	}
+	return StateValid
+}
+
+// certNames lists a certificate's DNS names, then its IP addresses.
+func certNames(leaf *x509.Certificate) []string {
+	names := slices.Clone(leaf.DNSNames)
+	for _, ip := range leaf.IPAddresses {
+		names = append(names, ip.String())
+	}
+	return names
+}
+
+// profileOf is the ACME profile name's group asks for.
+func (m *Manager) profileOf(name string) string {
+	g := m.cur.Load()
+	if g == nil {
+		return ""
+	}
+	c, ok := g.byName[name]
+	if !ok {
+		c = g.onDemand
+	}
+	for _, grp := range g.groups {
+		if grp.cfg == c {
+			return grp.key.profile
+		}
+	}
+	return ""
 }
 
 // Ready reports whether every configured name has an unexpired certificate,
@@ -138,16 +220,11 @@ func (m *Manager) leaf(name string) (*x509.Certificate, float64) {
 			best = c.Leaf
 		}
 	}
-	ratio := 1.0 / 3
+	ratio := 0.0 // certmagic's default
 	if g := m.cur.Load(); g != nil && g.opts.RenewalWindowRatio > 0 {
 		ratio = g.opts.RenewalWindowRatio
 	}
 	return best, ratio
-}
-
-func renewalAt(nb, na time.Time, ratio float64) time.Time {
-	life := na.Sub(nb)
-	return na.Add(-time.Duration(float64(life) * ratio))
 }
 
 func issuerName(cn string, org []string) string {

@@ -168,7 +168,7 @@ func buildTLS(cfg *config.Config) (tlsmgr.Options, error) {
 	opts := tlsmgr.Options{
 		CA:                 cfg.ACME.CADirectory,
 		Email:              cfg.ACME.Email,
-		RenewalWindowRatio: cfg.ACME.RenewalWindowRatio,
+		RenewalWindowRatio: cfg.ACME.RenewalRatio(),
 	}
 	for _, c := range cfg.ACME.Challenges {
 		switch c {
@@ -201,12 +201,18 @@ func buildTLS(cfg *config.Config) (tlsmgr.Options, error) {
 	if _, opts.TLSPort, err = splitListen(cfg.Listen.HTTPS); err != nil {
 		errs = append(errs, cfg.ErrorAt("listen.https", "%v", err))
 	}
-	var plain []string
+	// Names without DNS-01 form one group per profile, in config order.
+	var plain []tlsmgr.Group
 	for i, s := range cfg.Sites {
 		if s.DNS == "" {
+			k := slices.IndexFunc(plain, func(g tlsmgr.Group) bool { return g.Profile == cfg.SiteProfile(s) })
+			if k < 0 {
+				k = len(plain)
+				plain = append(plain, tlsmgr.Group{Profile: cfg.SiteProfile(s)})
+			}
 			for _, h := range s.Hosts {
 				if h != config.CatchAll {
-					plain = append(plain, strings.ToLower(h))
+					plain[k].Names = append(plain[k].Names, strings.ToLower(h))
 				}
 			}
 			continue
@@ -220,17 +226,21 @@ func buildTLS(cfg *config.Config) (tlsmgr.Options, error) {
 		for _, h := range s.Hosts {
 			names = append(names, strings.ToLower(h))
 		}
-		opts.Groups = append(opts.Groups, tlsmgr.Group{Names: names, DNS: dns})
+		opts.Groups = append(opts.Groups, tlsmgr.Group{Names: names, DNS: dns, Profile: cfg.SiteProfile(s)})
 	}
-	if len(plain) > 0 {
-		opts.Groups = append([]tlsmgr.Group{{Names: plain}}, opts.Groups...)
-	}
+	plain = slices.DeleteFunc(plain, func(g tlsmgr.Group) bool { return len(g.Names) == 0 }) // catch-all only
+	opts.Groups = append(plain, opts.Groups...)
 	// On-demand names are routed by the catch-all site only: without one,
 	// a certificate obtained on demand would serve nothing (Validate warns).
 	if o := cfg.OnDemand; o != nil && hasCatchAll(cfg) {
 		opts.OnDemand = &tlsmgr.OnDemand{
 			Allow: slices.Clone(o.Allow), Ask: o.Ask, AskTimeout: o.AskTimeout, AskCache: o.AskCache,
 			RateEvents: o.RateEvents, RateInterval: o.RateInterval, Burst: o.Burst,
+		}
+		for _, s := range cfg.Sites {
+			if slices.Contains(s.Hosts, config.CatchAll) {
+				opts.OnDemand.Profile = cfg.SiteProfile(s)
+			}
 		}
 	}
 	return opts, errors.Join(errs...)

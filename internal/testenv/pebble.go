@@ -81,6 +81,10 @@ type PebbleOptions struct {
 	// ValidityPeriod is the default profile's certificate lifetime; 0 means
 	// Pebble's usual 90 days.
 	ValidityPeriod time.Duration
+	// Profiles are ACME profiles offered beside "default" (which
+	// ValidityPeriod sets), each name with its certificates' lifetime, such
+	// as {"shortlived": 2 * time.Minute}. An order naming none gets default.
+	Profiles map[string]time.Duration
 	// AlwaysValid skips validation (PEBBLE_VA_ALWAYS_VALID=1), for tests that
 	// are not about challenges.
 	AlwaysValid bool
@@ -126,6 +130,18 @@ func StartPebble(tb TB, opts PebbleOptions) *Pebble {
 		validity = int64(opts.ValidityPeriod / time.Second)
 	}
 	minica := TestdataPath(tb, "pebble.minica.pem")
+	profiles := map[string]any{
+		"default": map[string]any{
+			"description":    "test profile",
+			"validityPeriod": validity,
+		},
+	}
+	for name, life := range opts.Profiles {
+		profiles[name] = map[string]any{
+			"description":    "test profile " + name,
+			"validityPeriod": int64(life / time.Second),
+		}
+	}
 	cfg := map[string]any{
 		"pebble": map[string]any{
 			"listenAddress":                  listen,
@@ -138,12 +154,7 @@ func StartPebble(tb TB, opts PebbleOptions) *Pebble {
 			"externalAccountBindingRequired": false,
 			"domainBlocklist":                []string{"blocked-domain.example"},
 			"keyAlgorithm":                   "ecdsa",
-			"profiles": map[string]any{
-				"default": map[string]any{
-					"description":    "test profile",
-					"validityPeriod": validity,
-				},
-			},
+			"profiles":                       profiles,
 		},
 	}
 	b, _ := json.MarshalIndent(cfg, "", "  ")

@@ -2,8 +2,13 @@ package testenv
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +23,16 @@ type RedisOptions struct {
 	Port int
 	// Args are extra redis-server arguments.
 	Args []string
+	// TLS serves TLS only (--port 0, --tls-port Port) with a certificate
+	// for 127.0.0.1 signed by a CA made for this server (Redis.CAFile);
+	// clients are not asked for certificates.
+	TLS bool
+	// ReplicaOf, "127.0.0.1:PORT", starts the server as that master's
+	// replica.
+	ReplicaOf string
+	// Name names the process and its log (default "redis"; a restart
+	// adds its number).
+	Name string
 }
 
 // Redis is a redis-server started with
@@ -30,10 +45,15 @@ type Redis struct {
 	Port int
 	// Dir holds the AOF; the log is the Process's.
 	Dir string
+	// CAFile is the PEM root that verifies the server's certificate, with
+	// RedisOptions.TLS; "" otherwise.
+	CAFile string
 
 	tb   TB
 	bin  string
+	name string
 	args []string
+	tls  *tls.Config // for PING, with RedisOptions.TLS
 
 	mu     sync.Mutex
 	proc   *Process
@@ -61,7 +81,33 @@ func StartRedis(tb TB, opts RedisOptions) *Redis {
 		Dir:  tb.TempDir(),
 		tb:   tb,
 		bin:  bin,
+		name: opts.Name,
 		args: opts.Args,
+	}
+	if r.name == "" {
+		r.name = "redis"
+	}
+	if opts.ReplicaOf != "" {
+		host, port, err := net.SplitHostPort(opts.ReplicaOf)
+		if err != nil {
+			tb.Fatalf("RedisOptions.ReplicaOf %q: %v", opts.ReplicaOf, err)
+		}
+		r.args = append([]string{"--replicaof", host, port}, r.args...)
+	}
+	if opts.TLS {
+		certs := writeTestCerts(tb, tb.TempDir(), "redis test CA", "127.0.0.1")
+		r.CAFile = certs.CAFile
+		r.args = append([]string{
+			"--tls-port", strconv.Itoa(r.Port),
+			"--tls-cert-file", certs.CertFile, "--tls-key-file", certs.KeyFile,
+			"--tls-ca-cert-file", certs.CAFile, "--tls-auth-clients", "no",
+		}, r.args...)
+		pool := x509.NewCertPool()
+		pem, err := os.ReadFile(certs.CAFile)
+		if err != nil || !pool.AppendCertsFromPEM(pem) {
+			tb.Fatalf("reading the test CA %s: %v", certs.CAFile, err)
+		}
+		r.tls = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
 	}
 	r.Start()
 	return r
@@ -77,18 +123,22 @@ func (r *Redis) Start() {
 		r.tb.Fatalf("redis-server on %s is already running", r.Addr)
 	}
 	r.starts++
+	port := r.Port
+	if r.tls != nil {
+		port = 0 // --tls-port in r.args
+	}
 	args := append([]string{
-		"--port", strconv.Itoa(r.Port), "--bind", "127.0.0.1",
+		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "yes", "--dir", r.Dir,
 	}, r.args...)
-	p := Start(r.tb, Cmd{Name: fmt.Sprintf("redis-%d", r.starts), Path: r.bin, Args: args, Dir: r.Dir})
+	p := Start(r.tb, Cmd{Name: fmt.Sprintf("%s-%d", r.name, r.starts), Path: r.bin, Args: args, Dir: r.Dir})
 	r.proc, r.frozen = p, false
 	// Cleanups run last first: a frozen server is thawed before the
 	// process's own Cleanup sends it SIGTERM.
 	r.tb.Cleanup(r.Thaw)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		err := PingRedis(r.Addr)
+		err := pingRedis(r.Addr, r.tls)
 		if err == nil {
 			return
 		}
@@ -136,6 +186,24 @@ func (r *Redis) Thaw() {
 	}
 }
 
+// Kill stops the server at once with SIGKILL (no AOF flush, no goodbye to
+// replicas or sentinels) and waits for it.
+func (r *Redis) Kill() {
+	r.mu.Lock()
+	p := r.proc
+	r.frozen = false
+	r.mu.Unlock()
+	if p != nil {
+		p.Kill()
+	}
+}
+
+// Do sends one command to the server (over TLS with RedisOptions.TLS) and
+// returns the reply as RedisDo does.
+func (r *Redis) Do(args ...string) (any, error) {
+	return redisDo(r.Addr, r.tls, args...)
+}
+
 // Process is the current redis-server process (a new one after each Start).
 func (r *Redis) Process() *Process {
 	r.mu.Lock()
@@ -145,22 +213,126 @@ func (r *Redis) Process() *Process {
 
 // PingRedis sends PING over RESP and expects +PONG; it does not depend on
 // the Redis client under test.
-func PingRedis(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+func PingRedis(addr string) error { return pingRedis(addr, nil) }
+
+func pingRedis(addr string, tc *tls.Config) error {
+	_, err := redisDo(addr, tc, "PING")
+	var re RedisError
+	if errors.As(err, &re) && strings.HasPrefix(string(re), "NOAUTH") { // up, with requirepass or the default user off
+		return nil
+	}
+	return err
+}
+
+// RedisError is an error reply ("-ERR ...") from a server, without the "-".
+type RedisError string
+
+func (e RedisError) Error() string { return "redis: " + string(e) }
+
+// RedisDo sends one command over plain TCP to addr and reads one reply: a
+// string (simple or bulk; "" for a nil bulk), an int64, a []any (arrays,
+// nested) or a RedisError. It is a minimal RESP2 client, independent of
+// the Redis client under test, for tests and helpers.
+func RedisDo(addr string, args ...string) (any, error) { return redisDo(addr, nil, args...) }
+
+func redisDo(addr string, tc *tls.Config, args ...string) (any, error) {
+	d := &net.Dialer{Timeout: time.Second}
+	var c net.Conn
+	var err error
+	if tc != nil {
+		c, err = tls.DialWithDialer(d, "tcp", addr, tc)
+	} else {
+		c, err = d.Dial("tcp", addr)
+	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
 	}
-	line, err := bufio.NewReader(c).ReadString('\n')
+	if _, err := io.WriteString(c, b.String()); err != nil {
+		return nil, err
+	}
+	v, err := readRESP(bufio.NewReader(c))
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("redis %s: %s: %w", addr, args[0], err)
 	}
-	if !strings.HasPrefix(line, "+PONG") && !strings.HasPrefix(line, "-NOAUTH") { // NOAUTH: up, with requirepass
-		return fmt.Errorf("redis %s: unexpected reply %q to PING", addr, line)
+	if e, ok := v.(RedisError); ok {
+		return nil, e
 	}
-	return nil
+	return v, nil
+}
+
+func readRESP(br *bufio.Reader) (any, error) {
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return nil, err
+	}
+	line = strings.TrimSuffix(line, "\r\n")
+	if line == "" {
+		return nil, errors.New("empty RESP line")
+	}
+	switch body := line[1:]; line[0] {
+	case '+':
+		return body, nil
+	case '-':
+		return RedisError(body), nil
+	case ':':
+		return strconv.ParseInt(body, 10, 64)
+	case '$':
+		n, err := strconv.Atoi(body)
+		if err != nil || n < 0 {
+			return "", err
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(br, buf); err != nil {
+			return nil, err
+		}
+		return string(buf[:n]), nil
+	case '*':
+		n, err := strconv.Atoi(body)
+		if err != nil || n < 0 {
+			return []any(nil), err
+		}
+		out := make([]any, n)
+		for i := range out {
+			if out[i], err = readRESP(br); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("unexpected RESP line %q", line)
+}
+
+// redisInfo parses an INFO reply's "key:value" lines.
+func redisInfo(v any) map[string]string {
+	s, _ := v.(string)
+	out := map[string]string{}
+	for _, line := range strings.Split(s, "\n") {
+		if k, val, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
+			out[k] = val
+		}
+	}
+	return out
+}
+
+// TestCerts are the PEM files writeTestCerts makes.
+type TestCerts struct {
+	CAFile, CertFile, KeyFile string
+}
+
+// writeTestCerts makes a CA and a server certificate for hosts (IP
+// addresses or names), signed by it, under dir.
+func writeTestCerts(tb TB, dir, caName string, hosts ...string) TestCerts {
+	tb.Helper()
+	c, err := WriteTestCerts(dir, caName, hosts...)
+	if err != nil {
+		tb.Fatalf("%v", err)
+	}
+	return c
 }

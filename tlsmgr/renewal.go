@@ -1,0 +1,176 @@
+package tlsmgr
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"math/big"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	"github.com/mholt/acmez/v3/acme"
+)
+
+// Where a planned renewal time comes from (CertStatus.RenewalSource).
+const (
+	RenewalFromARI    = "ari"    // the time certmagic selected in the CA's ARI window (RFC 9773)
+	RenewalFromRatio  = "ratio"  // the renewal share of the lifetime (acme.renew_at)
+	RenewalFromExpiry = "expiry" // certmagic's last-resort margin before expiry
+)
+
+// plannedRenewal returns when certmagic renews leaf and why, by the rules
+// of its certNeedsRenewal (certmagic v0.25.6, certificates.go), which it
+// checks every interval (the cache's RenewCheckInterval):
+//   - with an ARI selected time: renew from one interval before it;
+//   - with one, also once 1/20 of the lifetime is left ("emergency");
+//   - in any case once the renewal window (ratio of the lifetime left,
+//     0: certmagic's 1/3) is reached;
+//   - and once 1/50 of the lifetime, or 5 intervals, are left.
+//
+// The earliest of these is the plan. ari may be nil (the CA offers none,
+// or it is not known yet).
+func plannedRenewal(leaf *x509.Certificate, ari *acme.RenewalInfo, ratio float64, interval time.Duration) (time.Time, string) {
+	exp := leaf.NotAfter.Truncate(time.Second).Add(time.Second) // certmagic's expiresAt
+	life := exp.Sub(leaf.NotBefore)
+	share := func(r float64) time.Time { return exp.Add(-time.Duration(float64(life) * r)) }
+	if ratio <= 0 {
+		ratio = certmagic.DefaultRenewalWindowRatio
+	}
+	at, src := share(ratio), RenewalFromRatio
+	earlier := func(t time.Time, s string) {
+		if t.Before(at) {
+			at, src = t, s
+		}
+	}
+	if ari != nil && !ari.SelectedTime.IsZero() {
+		earlier(ari.SelectedTime.Add(-interval), RenewalFromARI)
+		earlier(share(1.0/20), RenewalFromExpiry)
+	}
+	earlier(share(1.0/50), RenewalFromExpiry)
+	earlier(exp.Add(-5*interval), RenewalFromExpiry)
+	return at, src
+}
+
+// overdueAfter is how long past its planned time a renewal may take before
+// the certificate is reported overdue: two renewal checks and 30 s for the
+// order itself.
+func overdueAfter(interval time.Duration) time.Duration { return 2*interval + 30*time.Second }
+
+// retrySchedule is certmagic's retryIntervals (async.go, v0.25.6): after
+// the n-th failure in a row of a name's order, the next try comes
+// retrySchedule[min(n, len)-1] later (both for a first obtain, in
+// doWithRetry, and for maintenance renewals, in renewalBackoff). certmagic
+// does not export it: check it again when certmagic is upgraded.
+var retrySchedule = []time.Duration{
+	1 * time.Minute, 2 * time.Minute, 2 * time.Minute, 5 * time.Minute,
+	10 * time.Minute, 10 * time.Minute, 10 * time.Minute,
+	20 * time.Minute, 20 * time.Minute, 20 * time.Minute, 20 * time.Minute,
+	30 * time.Minute, 30 * time.Minute, 30 * time.Minute, 30 * time.Minute, 30 * time.Minute, 30 * time.Minute,
+	1 * time.Hour, 1 * time.Hour, 1 * time.Hour, 2 * time.Hour, 2 * time.Hour,
+	3 * time.Hour, 3 * time.Hour, 6 * time.Hour,
+}
+
+// nextRetry is when certmagic tries again after failures failures in a
+// row, the last at last; zero with none.
+func nextRetry(failures int, last time.Time) time.Time {
+	if failures <= 0 || last.IsZero() {
+		return time.Time{}
+	}
+	return last.Add(retrySchedule[min(failures, len(retrySchedule))-1])
+}
+
+// ariBook caches the ARI certmagic stored with each name's certificate (in
+// the certificate's metadata, which certmagic rewrites whenever it fetches
+// ARI), read at most every ariReread per name and certificate.
+type ariBook struct {
+	mu sync.Mutex
+	m  map[string]ariEntry
+}
+
+type ariEntry struct {
+	serial string
+	ari    *acme.RenewalInfo
+	read   time.Time
+}
+
+const ariReread = 15 * time.Second
+
+// ariOf returns the ARI stored for the certificate leaf of name under the
+// issuer key, or nil when there is none for this very certificate (its
+// ARI identifier names another serial: storage holds a newer one).
+func (m *Manager) ariOf(name string, leaf *x509.Certificate) *acme.RenewalInfo {
+	g := m.cur.Load()
+	if g == nil {
+		return nil
+	}
+	cfg, ok := g.byName[name]
+	if !ok {
+		if g.onDemand == nil {
+			return nil
+		}
+		cfg = g.onDemand
+	}
+	i := indexOf(g.configs, cfg)
+	if i < 0 {
+		return nil
+	}
+	serial := leaf.SerialNumber.Text(16)
+	b := &m.ari
+	b.mu.Lock()
+	e, ok := b.m[name]
+	b.mu.Unlock()
+	if ok && e.serial == serial && time.Since(e.read) < ariReread {
+		return e.ari
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	e = ariEntry{serial: serial, read: time.Now()}
+	if raw, err := g.opts.Storage.Load(ctx, certmagic.StorageKeys.SiteMeta(g.issuers[i].IssuerKey(), name)); err == nil {
+		e.ari = parseStoredARI(raw, leaf.SerialNumber)
+	}
+	b.mu.Lock()
+	if b.m == nil {
+		b.m = map[string]ariEntry{}
+	}
+	b.m[name] = e
+	b.mu.Unlock()
+	return e.ari
+}
+
+// parseStoredARI takes the ARI out of certmagic's certificate metadata
+// (CertificateResource JSON, issuer_data being acmez's acme.Certificate)
+// when its identifier names serial (RFC 9773 section 4.1: base64url AKI,
+// ".", base64url serial DER bytes).
+func parseStoredARI(raw []byte, serial *big.Int) *acme.RenewalInfo {
+	var meta struct {
+		IssuerData struct {
+			RenewalInfo *acme.RenewalInfo `json:"renewal_info"`
+		} `json:"issuer_data"`
+	}
+	if json.Unmarshal(raw, &meta) != nil || meta.IssuerData.RenewalInfo == nil {
+		return nil
+	}
+	ari := meta.IssuerData.RenewalInfo
+	_, ser, ok := strings.Cut(ari.UniqueIdentifier, ".")
+	if !ok {
+		return nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(ser)
+	if err != nil || !bytes.Equal(bytes.TrimLeft(b, "\x00"), serial.Bytes()) {
+		return nil
+	}
+	return ari
+}
+
+func indexOf(cs []*certmagic.Config, c *certmagic.Config) int {
+	for i, x := range cs {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}

@@ -148,7 +148,7 @@ func Check(cfg Config) error {
 // drops the pools' idle connections.
 func (h *Handler) release() {
 	for _, p := range h.poolList {
-		p.transport.CloseIdleConnections()
+		p.closeIdle()
 		p.release(h.state)
 	}
 	for _, k := range h.limiters {
@@ -471,6 +471,10 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site, hsts st
 	rt.reqRules.apply(r.Header, r, client)
 	rec := h.recorders.Get().(*recorder)
 	rec.ResponseWriter, rec.hsts, rec.client = w, hsts, client
+	cw := s.compress.wrap(w, r) // nil unless the client accepts a coding
+	if cw != nil {
+		rec.ResponseWriter = cw
+	}
 	rec.req, rec.siteRules, rec.routeRules = r, s.respRules, rt.respRules
 	if h.writeTO > 0 && r.ProtoMajor == 1 {
 		rec.writeTO = h.writeTO
@@ -492,6 +496,9 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site, hsts st
 	}()
 	h.forward(rec, r, rt.pool)
 	h.finish(rec, r, s, rt, start)
+	if cw != nil {
+		cw.close() // the end of the compressed stream
+	}
 	*rec = recorder{}
 	h.recorders.Put(rec)
 }
@@ -653,9 +660,7 @@ func (p *pool) retryable(err error) bool {
 // replayable reports whether r may be sent again: an idempotent method
 // (RFC 9110, section 9.2.2) and no body, or one that GetBody can replay.
 func replayable(r *http.Request) bool {
-	switch r.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete, http.MethodTrace:
-	default:
+	if !idempotent(r.Method) {
 		return false
 	}
 	// Go's HTTP/2 server gives every request a Body, even a GET without

@@ -124,6 +124,7 @@ type pool struct {
 	active       bool
 	passive      PassiveCheck
 	transport    *http.Transport
+	h1           *h1Transport // plain-http pools' requests; nil for https and h2c
 	log          *slog.Logger
 	// unjudged are the backends the active check has not decided about yet
 	// (new ones): New probes them once before it returns.
@@ -249,6 +250,9 @@ func newPool(c PoolConfig, h *Handler) (*pool, error) {
 		protos.SetUnencryptedHTTP2(true)
 		p.transport.Protocols = &protos
 	}
+	if !https && !c.H2C {
+		p.h1 = newH1Transport(p.transport, c.Timeouts)
+	}
 	for _, u := range p.upstreams {
 		u.proxy = h.newReverseProxy(p, u)
 	}
@@ -298,6 +302,25 @@ func gcd(a, b int) int {
 	return a
 }
 
+// roundTripper is what the pool's requests go through: edge's own HTTP/1.1
+// client for plain-http backends, which hands the unusual ones to the
+// Transport, or the Transport itself.
+func (p *pool) roundTripper() http.RoundTripper {
+	if p.h1 != nil {
+		return p.h1
+	}
+	return p.transport
+}
+
+// closeIdle closes the pool's idle backend connections.
+func (p *pool) closeIdle() {
+	if p.h1 != nil {
+		p.h1.CloseIdleConnections() // and the Transport's
+		return
+	}
+	p.transport.CloseIdleConnections()
+}
+
 // release gives the pool's entries back to the State.
 func (p *pool) release(s *State) {
 	s.release(p.name, p.states, p.maxConns)
@@ -318,7 +341,7 @@ func (h *Handler) newReverseProxy(p *pool, u *Upstream) *httputil.ReverseProxy {
 				pr.Out.Host = p.hostHeader
 			}
 		},
-		Transport:  p.transport,
+		Transport:  p.roundTripper(),
 		BufferPool: h.buffers,
 		ErrorLog:   h.errorLog,
 		ModifyResponse: func(res *http.Response) error {

@@ -8,6 +8,7 @@ require (
 	github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azcertificates v1.4.0
 	github.com/caddyserver/certmagic v0.25.6
 	github.com/hirochachacha/go-smb2 v1.1.0
+	github.com/klauspost/compress v1.20.1
 	github.com/libdns/cloudflare v0.2.2
 	github.com/libdns/libdns v1.1.1
 	github.com/libdns/rfc2136 v1.0.1

@@ -298,6 +298,10 @@ type Site struct {
 	// ErrorPages maps "502", "503" and "504" to HTML files, the bodies of
 	// those answers when edge gives them itself (read at load and reload).
 	ErrorPages map[string]string `yaml:"error_pages"`
+	// Compress compresses the site's text responses that the backend did
+	// not compress: "compress: true", or a mapping (see Compress); nil or
+	// false: none.
+	Compress *Compress `yaml:"compress"`
 	// RateEvents per RateInterval is the effective rate, from Rate or
 	// limits.rate, parsed by Load (both 0: no limit); RateBurst likewise.
 	RateEvents   int           `yaml:"-"`

@@ -331,8 +331,16 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 	f := fieldsOf(v.Type())
 	if n.Kind == yaml.ScalarNode && f.shorthand >= 0 {
 		// A struct whose field is tagged ",shorthand" may be written as
-		// that field alone: "http://10.0.0.11" for {url: "http://10.0.0.11"}.
-		d.decodeValue(n, v.Field(f.shorthand), path)
+		// that field alone: "http://10.0.0.11" for {url: "http://10.0.0.11"},
+		// "true" for {enabled: true}.
+		sv := v.Field(f.shorthand)
+		if sv.Kind() == reflect.Pointer {
+			p := reflect.New(sv.Type().Elem())
+			d.decodeValue(n, p.Elem(), path)
+			sv.Set(p)
+			return
+		}
+		d.decodeValue(n, sv, path)
 		return
 	}
 	if n.Kind != yaml.MappingNode {

@@ -148,6 +148,9 @@ func (c *Config) ApplyDefaults() {
 				r.MaxBodyBytes = n
 			}
 		}
+		if s.Compress != nil {
+			s.Compress.applyDefaults()
+		}
 	}
 
 	for name, p := range c.Pools {

@@ -50,8 +50,103 @@ func (v *validator) sites(exports map[string]string) {
 			}
 		}
 		v.routes(p, s.Routes, poolNames)
+		if s.Compress != nil {
+			v.compress(p+".compress", s.Compress)
+		}
 	}
 }
+
+// Compress is a site's response compression, gzip and zstd of the text
+// responses its backends did not compress. In YAML "compress: true" is
+// {} (on, defaults); a mapping turns it on unless it says enabled: false.
+// A response passes as it is when it has a Content-Encoding, says
+// Cache-Control: no-transform, is 204, 206 or 304, answers HEAD or an
+// Upgrade, or declares a Content-Length below MinSize.
+type Compress struct {
+	// Enabled nil means true (the mapping alone turns compression on).
+	Enabled *bool `yaml:"enabled,shorthand"`
+	// MinSize is the smallest Content-Length compressed (default
+	// DefaultCompressMinSize, 1KiB); a response of unknown length is
+	// compressed whatever its size. MinSizeBytes is the parsed value.
+	MinSize      string `yaml:"min_size"`
+	MinSizeBytes int64  `yaml:"-"`
+	// Types are the media types compressed, "text/*" for a whole type;
+	// empty: the usual list (text/*, application/json, application/javascript,
+	// application/xml, image/svg+xml and the other textual types).
+	Types []string `yaml:"types"`
+	// Algorithms are zstd and gzip, in the order preferred when a client
+	// accepts both equally (default [zstd, gzip]).
+	Algorithms []string `yaml:"algorithms"`
+}
+
+// DefaultCompressMinSize is compress.min_size's default, nginx's
+// gzip_min_length order of size.
+const DefaultCompressMinSize = "1KiB"
+
+// On reports whether c compresses: set, and Enabled nil or true.
+func (c *Compress) On() bool { return c != nil && (c.Enabled == nil || *c.Enabled) }
+
+// applyDefaults sets MinSize and resolves MinSizeBytes.
+func (c *Compress) applyDefaults() {
+	setStr(&c.MinSize, DefaultCompressMinSize)
+	if n, err := parseSize(c.MinSize); err == nil {
+		c.MinSizeBytes = n
+	}
+}
+
+// compress checks a site's compress mapping at path cp as proxy's
+// Compression.Check does.
+func (v *validator) compress(cp string, c *Compress) {
+	if _, err := parseSize(c.MinSize); err != nil {
+		v.errorf(cp+".min_size", "invalid min_size %q: %v", c.MinSize, err)
+	}
+	for j, t := range c.Types {
+		main, sub, ok := strings.Cut(strings.ToLower(t), "/")
+		if !ok || main == "*" || !isToken(main) || (sub != "*" && !isToken(sub)) {
+			v.errorf(fmt.Sprintf("%s.types[%d]", cp, j), "invalid media type %q: want TYPE/SUBTYPE or TYPE/* (such as application/json or text/*)", t)
+		}
+	}
+	seen := map[string]bool{}
+	for j, a := range c.Algorithms {
+		ap := fmt.Sprintf("%s.algorithms[%d]", cp, j)
+		if !slices.Contains(compressAlgorithms, a) {
+			v.errorf(ap, "unknown algorithm %q: expected %s", a, strings.Join(compressAlgorithms, " or "))
+			continue
+		}
+		if seen[a] {
+			v.errorf(ap, "algorithm %s is listed twice", a)
+		}
+		seen[a] = true
+	}
+	if c.Algorithms != nil && len(c.Algorithms) == 0 {
+		v.errorf(cp+".algorithms", "no algorithms: list zstd, gzip or both (or enabled: false)")
+	}
+}
+
+// isToken reports whether s is a non-empty token (RFC 9110, section
+// 5.6.2), as a media type's type and subtype are.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// compressAlgorithms are compress.algorithms' values, in the default order.
+var compressAlgorithms = []string{"zstd", "gzip"}
+
+// CompressAlgorithms returns the names compress.algorithms accepts (a new
+// slice), in the default order of preference.
+func CompressAlgorithms() []string { return slices.Clone(compressAlgorithms) }
 
 // CatchAll is the site host that matches every name no other site lists
 // (on-demand TLS only).

@@ -50,6 +50,9 @@ type SiteConfig struct {
 	// gives itself; a code without one gets a line of text saying which.
 	// A backend's own 5xx passes as it is.
 	ErrorPages map[int][]byte
+	// Compress, when set, compresses the site's responses that the
+	// backend did not (see Compression); nil compresses nothing.
+	Compress *Compression
 }
 
 // RouteConfig sends requests whose path starts with Path to the pool named
@@ -80,6 +83,7 @@ type site struct {
 	respRules    *headerRules
 	maintenance  bool
 	errorPages   map[int][]byte
+	compress     *compressor // nil: no compression
 }
 
 type route struct {
@@ -180,6 +184,11 @@ func newSite(c SiteConfig, pools map[string]*pool, m *Metrics) (*site, error) {
 		}
 	}
 	s.errorPages = maps.Clone(c.ErrorPages)
+	if c.Compress != nil {
+		if s.compress, err = c.Compress.resolve(); err != nil {
+			return nil, fmt.Errorf("site %q: %w", c.Name, err)
+		}
+	}
 	if m != nil {
 		s.stats = m.requestStats(c.Name, "")
 	}

@@ -349,6 +349,15 @@ func buildProxy(cfg *config.Config) (proxy.Config, error) {
 			Rate:        proxy.RateLimit{Events: s.RateEvents, Interval: s.RateInterval, Burst: s.RateBurst},
 			Maintenance: s.Maintenance,
 		}
+		if c := s.Compress; c.On() {
+			sc.Compress = &proxy.Compression{MinSize: c.MinSizeBytes}
+			if len(c.Types) > 0 { // empty: proxy's usual list
+				sc.Compress.Types = c.Types
+			}
+			if len(c.Algorithms) > 0 {
+				sc.Compress.Algorithms = c.Algorithms
+			}
+		}
 		var err error
 		if sc.RequestHeaders, sc.ResponseHeaders, err = buildHeaders(cfg, p, s.Headers); err != nil {
 			errs = append(errs, err)

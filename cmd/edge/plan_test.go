@@ -25,6 +25,9 @@ func TestEnumsMatchRuntime(t *testing.T) {
 	if got, want := slices.Sorted(slices.Values(config.Policies())), proxy.Policies(); !slices.Equal(got, want) {
 		t.Errorf("config policies %v, proxy accepts %v", got, want)
 	}
+	if got, want := config.CompressAlgorithms(), proxy.CompressAlgorithms(); !slices.Equal(got, want) {
+		t.Errorf("config compress algorithms %v, proxy accepts %v", got, want)
+	}
 	for _, l := range config.LogLevels() {
 		if _, err := zapcore.ParseLevel(l); err != nil {
 			t.Errorf("log level %q: %v", l, err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -151,7 +152,9 @@ func (rt *router) add(pattern string, s *site) error {
 	if rest, ok := strings.CutPrefix(p, "*."); ok {
 		p, m = rest, rt.wildcard
 	}
-	if p == "" || strings.ContainsAny(p, "*:/ ") {
+	ip, err := netip.ParseAddr(p)
+	ipv6 := err == nil && ip.Zone() == "" && !strings.HasPrefix(normalizePattern(pattern), "*.") // such as ::1: a host
+	if !ipv6 && (p == "" || strings.ContainsAny(p, "*:/ ")) {
 		return fmt.Errorf("site %q: invalid host %q", s.name, pattern)
 	}
 	if other, dup := m[p]; dup {

@@ -122,7 +122,9 @@ func (m *Manager) Certificates() []CertStatus {
 	names := m.status.list()
 	out := make([]CertStatus, 0, len(names))
 	now := time.Now()
-	interval := m.checkInterval()
+	// The interval maintain sets (within a second of a change), so that a
+	// certificate just obtained is not judged by the interval before it.
+	interval := renewCheckInterval(m.shortestLifetime())
 	for _, name := range names {
 		ns, _ := m.status.get(name)
 		st := CertStatus{Name: name, Names: []string{name}, State: StatePending, LastError: ns.lastErr, LastAttempt: ns.at,

@@ -615,7 +615,9 @@ func (h *Handler) forward(rec *recorder, r *http.Request, p *pool) {
 		} else {
 			u.serve(rec, r)
 		}
-		rec.upDur += time.Since(t0)
+		d := time.Since(t0)
+		rec.upDur += d
+		u.recent.attempt(t0.Add(d))
 		if rec.err == nil {
 			return
 		}

@@ -400,7 +400,7 @@ func TestStatusJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `[{"name":"web","policy":"first","backends":[{"url":"` + b.URL + `","up":true,"healthy":true,"ejected":false,"drained":false,"in_flight":0,"fails":0}]}]`
+	want := `[{"name":"web","policy":"first","backends":[{"url":"` + b.URL + `","up":true,"healthy":true,"ejected":false,"drained":false,"in_flight":0,"fails":0,"recent_requests":0,"recent_errors":0,"error_rate":0}]}]`
 	if string(out) != want {
 		t.Errorf("Status JSON\n got %s\nwant %s", out, want)
 	}

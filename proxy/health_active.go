@@ -167,6 +167,7 @@ func (p *pool) probe(ctx context.Context, u *Upstream, first bool) {
 		}
 		if (first || st.fails >= p.health.Fails) && !u.down.Load() {
 			u.down.Store(true)
+			u.markChanged(time.Now())
 			p.log.Warn("backend down", logKeyPool, p.name, logKeyBackend, u.name, logKeyError, err)
 		}
 		return
@@ -175,6 +176,7 @@ func (p *pool) probe(ctx context.Context, u *Upstream, first bool) {
 	st.passes++
 	if (first || st.passes >= p.health.Passes) && u.down.Load() {
 		u.down.Store(false)
+		u.markChanged(time.Now())
 		p.log.Info("backend up", logKeyPool, p.name, logKeyBackend, u.name)
 	}
 }

@@ -59,6 +59,11 @@ type backendState struct {
 	// drained takes the backend out of new traffic (Handler.Drain) while
 	// its requests in flight finish; it outlives reloads with the state.
 	drained atomic.Bool
+	// changedAt is when the backend last went up or down (unix
+	// nanoseconds, 0 never); recent counts its last minute's attempts and
+	// failures (recent.go). Both outlive reloads with the state.
+	changedAt atomic.Int64
+	recent    recentCounts
 	// maxConns is the cap on inFlight, 0 for none: the smallest MaxConns
 	// of the open Handlers that list the backend (caps counts them by
 	// MaxConns, 0 for none; guarded by State.mu). So no generation's cap is

@@ -81,7 +81,9 @@ func (u *Upstream) up() bool {
 	if time.Now().UnixNano() < until {
 		return false
 	}
-	u.ejectedUntil.CompareAndSwap(until, 0) // cooldown over
+	if u.ejectedUntil.CompareAndSwap(until, 0) { // cooldown over
+		u.markChanged(time.Unix(0, until))
+	}
 	return true
 }
 
@@ -132,12 +134,14 @@ func (u *Upstream) serve(rec *recorder, r *http.Request) {
 // failureReason) and feeds the passive check.
 func (u *Upstream) recordFailure(reason string, now time.Time) {
 	u.fails.Add(1)
+	u.recent.failure(now)
 	if u.stats != nil {
 		u.stats.failure(reason).Inc()
 	}
 	if u.pool != nil && countsAsPassiveFailure(reason) {
 		if u.passive.fail(&u.pool.passive, now) {
 			u.ejectedUntil.Store(now.Add(u.pool.passive.Cooldown).UnixNano())
+			u.markChanged(now)
 			u.pool.log.Warn("backend ejected", logKeyPool, u.pool.name, logKeyBackend, u.name,
 				logKeyReason, reason, logKeyCooldown, u.pool.passive.Cooldown)
 		}
@@ -161,12 +165,32 @@ type BackendStatus struct {
 	Drained  bool   `json:"drained"` // out of new traffic (Handler.Drain)
 	InFlight int64  `json:"in_flight"`
 	Fails    uint64 `json:"fails"` // failures (connect, timeout, protocol, health) since the backend was configured
+	// ChangedAt is when the backend last went up or down (active check,
+	// ejection, end of ejection); zero if it never did.
+	ChangedAt time.Time `json:"changed_at,omitzero"`
+	// Requests and Errors are the proxied attempts and the failed ones
+	// (connect, timeout, protocol; not health probes) in about the last
+	// minute; ErrorRate is Errors/Requests, 0 without requests.
+	Requests  int64   `json:"recent_requests"`
+	Errors    int64   `json:"recent_errors"`
+	ErrorRate float64 `json:"error_rate"`
 }
 
 func (u *Upstream) status() BackendStatus {
+	var changed time.Time
+	up := u.up() // first: it may end an ejection, which is a change
+	if ns := u.changedAt.Load(); ns != 0 {
+		changed = time.Unix(0, ns)
+	}
+	reqs, errs := u.recent.rate(time.Now())
+	rate := 0.0
+	if reqs > 0 {
+		rate = min(1, float64(errs)/float64(reqs)) // a failure may land a bucket after its attempt
+	}
 	return BackendStatus{
+		ChangedAt: changed, Requests: reqs, Errors: errs, ErrorRate: rate,
 		URL:      u.name,
-		Up:       u.up(),
+		Up:       up,
 		Healthy:  u.Healthy(),
 		Ejected:  u.Ejected(),
 		Drained:  u.Drained(),

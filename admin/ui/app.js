@@ -130,13 +130,14 @@ function renderPools(pools, now) {
   const out = (pools || []).map((p) => {
     const rows = (p.backends || []).map((b) => {
       const [state, tone] = backendState(b);
-      const rate = b.error_rate === undefined ? "—" : (100 * b.error_rate).toFixed(1) + " %";
+      const rate = !b.recent_requests ? "no requests (1 min)"
+        : (100 * b.error_rate).toFixed(1) + " % of " + b.recent_requests + " (1 min)";
       return el("tr", { class: "backend", "data-url": b.url, "data-state": state },
         el("td", { "data-label": "backend", text: b.url }),
         el("td", { "data-label": "health", class: "state " + tone, text: state }),
         el("td", { "data-label": "in flight", text: String(b.in_flight ?? 0) }),
         el("td", { "data-label": "recent errors", text: rate }),
-        el("td", { "data-label": "changed" }, b.changed_at ? when(ts(b.changed_at), now) : "—"));
+        el("td", { "data-label": "last change", class: "changed" }, b.changed_at ? when(ts(b.changed_at), now) : "—"));
     });
     return el("table", { class: "backends", "data-pool": p.name },
       el("caption", {}, p.name + " ", el("span", { class: "muted", text: p.policy || "" })),

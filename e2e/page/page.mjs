@@ -111,6 +111,9 @@ async function runOpen(page, ctx) {
     return window.__sameDocument === true && tr && tr.dataset.state === "up";
   }, down, { timeout: UPDATE_MS });
   console.log("ok: the page updated by itself to " + (await backendState(page, down)));
+  const changed = await page.$eval(`tr.backend[data-url="${down}"] .changed`, (td) => td.textContent);
+  if (!changed.includes("ago")) throw new Error(`the backend's last change shows ${JSON.stringify(changed)}`);
+  console.log("ok: its last change: " + changed);
   const events = await page.$$eval("#event-list .event", (els) => els.map((e) => e.dataset.kind));
   if (!events.includes("obtained")) throw new Error("recent events lack obtained: " + events.join(", "));
   console.log("ok: recent events: " + events.join(", "));

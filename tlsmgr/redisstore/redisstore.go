@@ -199,7 +199,7 @@ func New(opts Options) (*Storage, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Storage{
 		client:   client,
-		addrs:    strings.Join(opts.Addrs, ","),
+		addrs:    describeAddrs(opts),
 		prefix:   "{" + prefix + "}:",
 		lease:    lease,
 		poll:     poll,
@@ -256,6 +256,15 @@ func (s *Storage) Ping(ctx context.Context) error {
 		return fmt.Errorf("pinging redis %s: %w", s.addrs, s.mapErr(err))
 	}
 	return nil
+}
+
+// describeAddrs names where the store connects, for messages: the
+// addresses, or the master's name and the sentinels.
+func describeAddrs(opts Options) string {
+	if opts.MasterName != "" {
+		return fmt.Sprintf("master %q via sentinels %s", opts.MasterName, strings.Join(opts.Addrs, ","))
+	}
+	return strings.Join(opts.Addrs, ",")
 }
 
 // String describes the storage for certmagic's logs; it never includes

@@ -121,6 +121,10 @@ func TestSentinelFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	roundTrip(t, s, "before", "1")
+	unknown := newStorage(t, Options{Addrs: sen.Addrs, MasterName: "nosuch", Prefix: "sen"})
+	if err := unknown.Ping(t.Context()); err == nil || !strings.Contains(err.Error(), `master "nosuch" via sentinels `+sen.Addrs[0]) {
+		t.Errorf("ping of a master no sentinel monitors = %v, want an error naming it and the sentinels", err)
+	}
 	if err := sen.WaitReplicated(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}

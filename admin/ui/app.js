@@ -65,6 +65,8 @@ function certView(c, now) {
     case "failed": rank = 1; tone = "bad"; label = na ? "failing (the old certificate still serves)" : "failing"; break;
     case "obtaining": rank = 2; tone = "warn"; label = na ? "renewing" : "obtaining"; break;
     case "pending": rank = 2; tone = "warn"; label = "pending: no certificate yet"; break;
+    case "renewal overdue": rank = 1; tone = "bad"; label = "ready, renewal overdue"; break;
+    case "renewal due": rank = 3; tone = "warn"; label = "ready, renewal due"; break;
     default:
       if (ren && now >= ren) { rank = 3; tone = "warn"; label = "ready, renewal due"; }
   }
@@ -84,13 +86,15 @@ function renderCerts(list, now) {
     const dl = el("dl", {},
       el("dt", { text: "issuer" }), el("dd", { text: c.issuer || "—" }),
       el("dt", { text: "expires" }), el("dd", {}, when(v.na, now)),
-      el("dt", { text: "renewal" }), el("dd", {}, when(v.ren, now)),
+      el("dt", { text: "renewal" }), el("dd", {}, when(v.ren, now),
+        c.renewal_source ? el("span", { class: "muted", text: " by " + c.renewal_source }) : null),
       el("dt", { text: "state" }), el("dd", {}, el("span", { class: "state " + v.tone, text: v.label })),
     );
     if (c.last_error) {
       dl.append(el("dt", { text: "last error" }), el("dd", { class: "error bad", text: c.last_error }));
     }
     if (c.last_attempt) dl.append(el("dt", { text: "last attempt" }), el("dd", {}, when(ts(c.last_attempt), now)));
+    if (c.failures) dl.append(el("dt", { text: "failures" }), el("dd", { class: "bad", text: String(c.failures) + " in a row" }));
     if (c.next_retry) dl.append(el("dt", { text: "next retry" }), el("dd", {}, when(ts(c.next_retry), now)));
     for (const x of c.exports || []) {
       let res;

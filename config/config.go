@@ -339,7 +339,10 @@ type HeaderRules struct {
 
 // Pool is a group of backends.
 type Pool struct {
-	Policy string `yaml:"policy"` // round_robin (default) | least_conn | random | ip_hash | cookie | first
+	Policy string `yaml:"policy"` // round_robin (default) | least_conn | random | ip_hash | cookie | first | hash
+	// Hash is policy hash's key: {header: NAME} or {cookie: NAME}, and
+	// how requests without it are balanced (see PoolHash).
+	Hash *PoolHash `yaml:"hash"`
 	// Backends are URLs, each alone or with a weight:
 	// ["http://10.0.0.11:8080", {url: "http://10.0.0.12:8080", weight: 3}].
 	Backends []Backend `yaml:"backends"`

@@ -181,6 +181,9 @@ func (c *Config) ApplyDefaults() {
 
 func (p *Pool) applyDefaults() {
 	setStr(&p.Policy, DefaultPolicy)
+	if p.Hash != nil {
+		setStr(&p.Hash.Fallback, "round_robin")
+	}
 	if h := p.Health; h != nil {
 		setStr(&h.Path, "/")
 		setDur(&h.Interval, 5*time.Second)

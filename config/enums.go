@@ -6,7 +6,7 @@ import "slices"
 // runtime packages: cmd/edge checks each list against what proxy, zap and
 // challenge accept. Read them through the accessors below.
 var (
-	policies       = []string{"round_robin", "least_conn", "random", "ip_hash", "cookie", "first"}
+	policies       = []string{"round_robin", "least_conn", "random", "ip_hash", "cookie", "first", "hash"}
 	challengeTypes = []string{"http-01", "tls-alpn-01", "dns-01"}
 	dnsProviders   = []string{"cloudflare", "rfc2136"}
 	storageTypes   = []string{"file", "redis"}

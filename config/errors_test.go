@@ -166,7 +166,7 @@ sites: [{hosts: [a.example.com], routes: [{path: /, pool: web}]}]
 pools:
   web: {policy: round-robin, backends: ["http://127.0.0.1:8080"]}
 sites: [{hosts: [a.example.com], routes: [{path: /, pool: web}]}]
-`, nil, []string{`3:17: unknown policy "round-robin": expected one of round_robin, least_conn, random, ip_hash, cookie, first (did you mean "round_robin"?)`}},
+`, nil, []string{`3:17: unknown policy "round-robin": expected one of round_robin, least_conn, random, ip_hash, cookie, first, hash (did you mean "round_robin"?)`}},
 		{"backend protocol and tls", `
 pools:
   web: {protocol: h2, backends: ["http://127.0.0.1:8080"]}

@@ -39,8 +39,9 @@ func (v *validator) pools() {
 			}
 			seen[key] = bp
 		}
+		v.poolHash(p, pool)
 		switch pool.Policy {
-		case "ip_hash", "cookie", "first":
+		case "ip_hash", "cookie", "first", "hash":
 			if weighted {
 				v.warnf(p+".policy", "policy %s does not use weights (round_robin, least_conn and random do)", pool.Policy)
 			}
@@ -161,6 +162,48 @@ func (v *validator) poolProtocol(p string, pool Pool) {
 	if t.InsecureSkipVerify {
 		v.warnf(p+".tls.insecure_skip_verify", "insecure_skip_verify: any certificate is accepted from the backends, and anyone between edge and them can read and change the traffic")
 	}
+}
+
+// PoolHash is the key of policy hash: the value of a request header
+// (Header) or of a cookie the application sets (Cookie), one of the two,
+// hashed onto the backends by rendezvous hashing, so that one value keeps
+// its backend across reloads and across edges. Requests without the value
+// are balanced by Fallback.
+type PoolHash struct {
+	Header string `yaml:"header"`
+	Cookie string `yaml:"cookie"`
+	// Fallback balances the requests without the value: round_robin
+	// (default) or ip_hash (by the client address).
+	Fallback string `yaml:"fallback"`
+}
+
+// hashFallbacks are pools[].hash.fallback's values.
+var hashFallbacks = []string{"round_robin", "ip_hash"}
+
+// poolHash checks policy hash and its key at pool path p.
+func (v *validator) poolHash(p string, pool Pool) {
+	h := pool.Hash
+	switch {
+	case pool.Policy == "hash" && h == nil:
+		v.errorf(p+".policy", "policy hash needs hash: {header: NAME} or {cookie: NAME}")
+		return
+	case h == nil:
+		return
+	case pool.Policy != "hash":
+		v.errorf(p+".hash", "hash applies to policy: hash, and this pool's policy is %s", pool.Policy)
+		return
+	}
+	switch {
+	case h.Header == "" && h.Cookie == "":
+		v.errorf(p+".hash", "hash needs header: NAME or cookie: NAME")
+	case h.Header != "" && h.Cookie != "":
+		v.errorf(p+".hash", "hash takes header or cookie, not both")
+	case h.Header != "" && !isToken(h.Header):
+		v.errorf(p+".hash.header", "invalid header name %q", h.Header)
+	case h.Cookie != "" && !isToken(h.Cookie):
+		v.errorf(p+".hash.cookie", "invalid cookie name %q (a token: letters, digits and !#$%%&'*+-.^_`|~)", h.Cookie)
+	}
+	v.oneOf(p+".hash.fallback", "hash fallback", h.Fallback, hashFallbacks)
 }
 
 // RetryCondition parses one pools[].retry_on entry: timeout reports

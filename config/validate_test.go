@@ -482,7 +482,7 @@ func TestEnums(t *testing.T) {
 		get  func() []string
 		want []string
 	}{
-		{"Policies", Policies, []string{"round_robin", "least_conn", "random", "ip_hash", "cookie", "first"}},
+		{"Policies", Policies, []string{"round_robin", "least_conn", "random", "ip_hash", "cookie", "first", "hash"}},
 		{"ChallengeTypes", ChallengeTypes, []string{"http-01", "tls-alpn-01", "dns-01"}},
 		{"DNSProviderTypes", DNSProviderTypes, []string{"cloudflare", "rfc2136"}},
 		{"StorageTypes", StorageTypes, []string{"file", "redis"}},

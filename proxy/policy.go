@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/textproto"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -29,6 +30,7 @@ var (
 	_ Selector = (*IPHash)(nil)
 	_ Selector = (*Cookie)(nil)
 	_ Selector = (*First)(nil)
+	_ Selector = (*Hash)(nil)
 )
 
 // CookieName is the cookie a zero Cookie uses to pin a client to a backend.
@@ -74,14 +76,16 @@ var selectors = map[string]func() Selector{
 	"ip_hash":     func() Selector { return IPHash{} },
 	"cookie":      func() Selector { return Cookie{} },
 	"first":       func() Selector { return First{} },
+	"hash":        func() Selector { return new(Hash) },
 }
 
 // Policies returns the policy names NewSelector accepts, sorted.
 func Policies() []string { return slices.Sorted(maps.Keys(selectors)) }
 
 // NewSelector returns the Selector for a policy name: round_robin (also ""),
-// least_conn, random, ip_hash, cookie or first (see Policies). Resolve the
-// name once, at load time.
+// least_conn, random, ip_hash, cookie, first or hash (see Policies; a Hash
+// from here has no key: build one with its fields). Resolve the name once,
+// at load time.
 func NewSelector(policy string) (Selector, error) {
 	if policy == "" {
 		policy = "round_robin"
@@ -219,7 +223,13 @@ type IPHash struct{}
 
 // Select implements Selector.
 func (IPHash) Select(pool []*Upstream, r *http.Request, w http.ResponseWriter) *Upstream {
-	key := hashString(requestClient(r, w))
+	return rendezvous(pool, hashString(requestClient(r, w)))
+}
+
+// rendezvous returns the available upstream of pool with the highest
+// weight for key (highest random weight hashing), nil when none is
+// available.
+func rendezvous(pool []*Upstream, key uint64) *Upstream {
 	var best *Upstream
 	var bestW uint64
 	for _, u := range pool {
@@ -238,9 +248,11 @@ func (IPHash) String() string { return "ip_hash" }
 
 // Cookie pins a client to a backend with a cookie: CookieName for the zero
 // value, CookieNameFor(pool) in a pool built by New. A client without the
-// cookie, or whose backend is not available, gets a random available one and
-// a new cookie. The cookie holds a hash of the backend's URL, not the URL.
-// The zero value is ready and safe for concurrent use.
+// cookie, or whose backend is not available, gets the available backend
+// that IPHash picks for its client address (so a client that keeps no
+// cookies still stays put) and a new cookie. The cookie holds a hash of the
+// backend's URL, not the URL. The zero value is ready and safe for
+// concurrent use.
 type Cookie struct {
 	name string // "" for CookieName
 }
@@ -263,7 +275,7 @@ func (s Cookie) Select(pool []*Upstream, r *http.Request, w http.ResponseWriter)
 			}
 		}
 	}
-	u := Random{}.Select(pool, r, w)
+	u := IPHash{}.Select(pool, r, w)
 	if u != nil && w != nil {
 		http.SetCookie(w, &http.Cookie{
 			Name:     name,
@@ -279,6 +291,109 @@ func (s Cookie) Select(pool []*Upstream, r *http.Request, w http.ResponseWriter)
 
 // String returns the policy name, "cookie".
 func (Cookie) String() string { return "cookie" }
+
+// Hash maps the value of a request header (Header) or of a cookie the
+// application sets (Cookie, when Header is "") to a backend by rendezvous
+// hashing, as IPHash does the client address: the same value keeps its
+// backend, across reloads and across edges that list the same backends,
+// and only the values of a backend that goes away move. A request without
+// the value (or with neither field set) is balanced by round robin, or by
+// IPHash with FallbackIP. Weights are not used. The zero value is ready
+// and safe for concurrent use; it must not be copied after use.
+type Hash struct {
+	// Header names the request header hashed (session affinity by an
+	// X-Session-Id, a tenant header); its first value counts.
+	Header string
+	// Cookie names the cookie hashed (the application's session cookie,
+	// such as ASP.NET_SessionId) when Header is empty.
+	Cookie string
+	// FallbackIP balances the requests without the value by the client
+	// address (IPHash) rather than round robin.
+	FallbackIP bool
+
+	rr RoundRobin
+}
+
+// forPool returns a Hash of its own for the pool, the header name in
+// canonical form (so that the lookup does not allocate).
+func (s *Hash) forPool(string) Selector {
+	h := &Hash{Cookie: s.Cookie, FallbackIP: s.FallbackIP}
+	if s.Header != "" {
+		h.Header = textproto.CanonicalMIMEHeaderKey(s.Header)
+	}
+	return h
+}
+
+// Select implements Selector.
+func (s *Hash) Select(pool []*Upstream, r *http.Request, w http.ResponseWriter) *Upstream {
+	key, ok := s.key(r)
+	if !ok {
+		if s.FallbackIP {
+			return IPHash{}.Select(pool, r, w)
+		}
+		return s.rr.Select(pool, r, w)
+	}
+	return rendezvous(pool, hashString(key))
+}
+
+// key returns the value hashed for r, ok false when r has none.
+func (s *Hash) key(r *http.Request) (string, bool) {
+	if r == nil {
+		return "", false
+	}
+	if s.Header != "" {
+		// Get allocates nothing for a canonical name, as forPool makes it.
+		v := r.Header.Get(s.Header)
+		return v, v != ""
+	}
+	if s.Cookie != "" {
+		return cookieValue(r.Header["Cookie"], s.Cookie)
+	}
+	return "", false
+}
+
+// String returns the policy name with its key, "hash header NAME" or
+// "hash cookie NAME" (and " ip_hash fallback"): a reload that changes the
+// key then gets a new Selector from the State, not the old one.
+func (s *Hash) String() string {
+	n := "hash"
+	switch {
+	case s.Header != "":
+		n += " header " + s.Header
+	case s.Cookie != "":
+		n += " cookie " + s.Cookie
+	}
+	if s.FallbackIP {
+		n += " ip_hash fallback"
+	}
+	return n
+}
+
+// cookieValue returns the value of the first cookie called name in the
+// Cookie header field values vs (RFC 6265, section 5.4), without
+// allocating; a value in double quotes is returned without them. ok is
+// false when there is none or it is empty.
+func cookieValue(vs []string, name string) (string, bool) {
+	for _, line := range vs {
+		for line != "" {
+			var part string
+			if i := strings.IndexByte(line, ';'); i >= 0 {
+				part, line = line[:i], line[i+1:]
+			} else {
+				part, line = line, ""
+			}
+			k, v, found := strings.Cut(strings.TrimSpace(part), "=")
+			if !found || k != name {
+				continue
+			}
+			if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			return v, v != ""
+		}
+	}
+	return "", false
+}
 
 // First picks the first available backend in configuration order: a primary
 // with fail-overs. The zero value is ready and safe for concurrent use.

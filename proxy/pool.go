@@ -97,7 +97,10 @@ type perPoolSelector interface {
 	forPool(pool string) Selector
 }
 
-var _ perPoolSelector = Cookie{}
+var (
+	_ perPoolSelector = Cookie{}
+	_ perPoolSelector = (*Hash)(nil)
+)
 
 // pool is the runtime form of a PoolConfig in one generation. Its
 // backends' live state and its selector come from the Handler's State.

@@ -400,6 +400,9 @@ func buildProxy(cfg *config.Config) (proxy.Config, error) {
 		}
 		pool.H2C = p.Protocol == "h2c"
 		pool.HostHeader = p.HostHeader
+		if h := p.Hash; h != nil && p.Policy == "hash" {
+			pool.Selector = &proxy.Hash{Header: h.Header, Cookie: h.Cookie, FallbackIP: h.Fallback == "ip_hash"}
+		}
 		for _, r := range p.RetryOn {
 			timeout, status, _ := config.RetryCondition(r)
 			pool.RetryOn.Timeout = pool.RetryOn.Timeout || timeout

@@ -167,7 +167,7 @@ type groupKey struct {
 	names    string // NUL-joined, in order
 	dns      string // "" without DNS-01
 	profile  string
-	onDemand bool   // the group of on-demand names (no names listed)
+	onDemand bool // the group of on-demand names (no names listed)
 }
 
 func keyOf(g Group) groupKey {

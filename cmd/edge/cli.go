@@ -22,6 +22,7 @@ var commands = []struct{ name, args, about string }{
 	{"validate", "", "check a config file; every problem as FILE:LINE:COL"},
 	{"certs", "", "list managed certificates (from the admin API)"},
 	{"renew", "NAME", "renew a certificate now"},
+	{"revoke", "NAME", "revoke a certificate at its CA (-reason keyCompromise...) and obtain a replacement"},
 	{"export", "[NAME...]", "deliver certificates to the export targets now; -dry-run tests each target"},
 	{"drain", "POOL BACKEND", "take a backend out of new traffic (its requests in flight finish), for maintenance"},
 	{"undrain", "POOL BACKEND", "put a drained backend back"},

@@ -16,6 +16,7 @@ import (
 	"github.com/farmedge/edge/admin"
 	"github.com/farmedge/edge/config"
 	"github.com/farmedge/edge/export"
+	"github.com/farmedge/edge/tlsmgr"
 )
 
 func cmdValidate(args []string, stdout io.Writer) error {
@@ -140,6 +141,30 @@ func cmdRenew(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "renewal of %s started\n", name)
+	return nil
+}
+
+// cmdRevoke is edge revoke NAME [-reason R]: through the admin API, the CA
+// revokes the certificate and edge obtains and serves a replacement.
+func cmdRevoke(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlagSet("revoke")
+	client, _ := newAdminClient(fs)
+	reason := fs.String("reason", "unspecified", "RFC 5280 reason: unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w revoke takes one NAME, got %q\n\n%s", errUsage, fs.Args(), commandHelp(fs))
+	}
+	if _, err := tlsmgr.RevocationReason(*reason); err != nil {
+		return fmt.Errorf("%w %v", errUsage, err)
+	}
+	name := fs.Arg(0)
+	var out map[string]string
+	if err := client().do(ctx, http.MethodPost, "/api/revoke?name="+url.QueryEscape(name)+"&reason="+url.QueryEscape(*reason), &out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "revoked %s (serial %s, reason %s); obtaining a replacement\n", name, out["serial"], *reason)
 	return nil
 }
 

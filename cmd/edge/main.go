@@ -74,6 +74,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdCerts(ctx, rest, stdout)
 	case "renew":
 		return cmdRenew(ctx, rest, stdout)
+	case "revoke":
+		return cmdRevoke(ctx, rest, stdout)
 	case "export":
 		return cmdExport(ctx, rest, stdout)
 	case "drain", "undrain":

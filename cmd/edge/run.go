@@ -537,6 +537,7 @@ func (s *server) servers(cfg *config.Config) []httpServer {
 			"export":       s.apiExport,
 			"pools":        func(*http.Request) (any, error) { return s.gen.Load().proxy.Status(), nil },
 			"renew":        s.apiRenew,
+			"revoke":       s.apiRevoke,
 			"drain":        s.apiDrain,
 			"locks":        s.locks,
 		},
@@ -677,6 +678,31 @@ func (s *server) apiRenew(r *http.Request) (any, error) {
 		return nil, &admin.StatusError{Code: code, Err: err}
 	}
 	return map[string]string{"renewing": name}, nil
+}
+
+// apiRevoke is POST /api/revoke?name=N[&reason=keyCompromise]: the CA
+// revokes the certificate of N, and a replacement is obtained and served.
+func (s *server) apiRevoke(r *http.Request) (any, error) {
+	if r.Method != http.MethodPost {
+		return nil, &admin.StatusError{Code: http.StatusMethodNotAllowed, Err: errors.New("use POST")}
+	}
+	name := r.URL.Query().Get("name")
+	reason, err := tlsmgr.RevocationReason(r.URL.Query().Get("reason"))
+	if err != nil {
+		return nil, &admin.StatusError{Code: http.StatusBadRequest, Err: err}
+	}
+	serial, err := s.tm.Revoke(context.WithoutCancel(r.Context()), name, reason)
+	if err != nil {
+		code := http.StatusBadGateway // the CA refused or was unreachable
+		switch {
+		case errors.Is(err, tlsmgr.ErrNotManaged), errors.Is(err, tlsmgr.ErrNoCertificate):
+			code = http.StatusNotFound
+		case errors.Is(err, tlsmgr.ErrRenewing):
+			code = http.StatusConflict
+		}
+		return nil, &admin.StatusError{Code: code, Err: err}
+	}
+	return map[string]string{"revoked": name, "serial": serial, "replacing": name}, nil
 }
 
 // apiDrain is POST /api/drain?pool=P&backend=URL[&undo=1]: the backend

@@ -304,3 +304,25 @@ func waitTCPOrExit(p *Process, addr string, timeout time.Duration) error {
 		}
 	}
 }
+
+// PebbleCertStatus is Pebble's record of one certificate (management API
+// /cert-status-by-serial/).
+type PebbleCertStatus struct {
+	Status    string // "Valid" or "Revoked"
+	Serial    string
+	Reason    *uint // RFC 5280 reason code of a revocation
+	RevokedAt string
+}
+
+// CertStatus asks Pebble about the certificate with serial (hex).
+func (p *Pebble) CertStatus(serial string) (PebbleCertStatus, error) {
+	var s PebbleCertStatus
+	b, err := p.get("/cert-status-by-serial/" + serial)
+	if err != nil {
+		return s, err
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("pebble cert-status-by-serial %s: %w", serial, err)
+	}
+	return s, nil
+}

@@ -98,7 +98,7 @@ exports:
 	})
 
 	var answers strings.Builder
-	for _, path := range []string{"/metrics", "/api/certificates", "/api/locks", "/api/pools", "/api/status", "/healthz", "/readyz", "/"} {
+	for _, path := range []string{"/metrics", "/api/certificates", "/api/locks", "/api/pools", "/api/status", "/api/events", "/healthz", "/readyz", "/"} {
 		resp, err := http.Get(e.AdminURL + path)
 		if err != nil {
 			t.Fatalf("GET %s: %v", path, err)

@@ -48,11 +48,13 @@ func TestStorageTLSAndUser(t *testing.T) {
 	}
 }
 
-// storage.sentinel: the store finds the master through the sentinels.
+// storage.sentinel: the store finds the master through the sentinels,
+// each set asking for its own password (sentinel.password for the
+// sentinels, password for the master).
 func TestStorageSentinel(t *testing.T) {
-	sen := testenv.StartSentinel(t, testenv.SentinelOptions{})
-	sc := config.Storage{Type: "redis", Path: t.TempDir(), Prefix: "edge",
-		Sentinel: &config.Sentinel{Master: sen.Master, Addresses: sen.Addrs}}
+	sen := testenv.StartSentinel(t, testenv.SentinelOptions{MasterAuth: "master-pw", SentinelPassword: "sentinel-pw"})
+	sc := config.Storage{Type: "redis", Path: t.TempDir(), Prefix: "edge", Password: "master-pw",
+		Sentinel: &config.Sentinel{Master: sen.Master, Addresses: sen.Addrs, Password: "sentinel-pw"}}
 	st, err := buildStorage(sc, storageDeps{node: "test"})
 	if err != nil {
 		t.Fatal(err)
@@ -61,13 +63,25 @@ func TestStorageSentinel(t *testing.T) {
 	if err := st.Store(t.Context(), "probe", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	if v, err := testenv.RedisDo(sen.Servers[0].Addr, "HGET", "{edge}:v:probe", "d"); err != nil || v != "x" {
+	if v, err := testenv.RedisDoAuth(sen.Servers[0].Addr, "master-pw", "HGET", "{edge}:v:probe", "d"); err != nil || v != "x" {
 		t.Errorf("master has %v, %v; want the stored value", v, err)
 	}
-	bad := sc
-	bad.Sentinel = &config.Sentinel{Master: "nosuchmaster", Addresses: sen.Addrs}
-	if err := pingStorage(t, bad); err == nil {
-		t.Error("ping with a master name no sentinel monitors succeeded")
+	for _, tc := range []struct {
+		name, want string
+		sc         func(*config.Storage)
+	}{
+		{"master name no sentinel monitors", `master "nosuchmaster" via sentinels`, func(c *config.Storage) { c.Sentinel.Master = "nosuchmaster" }},
+		{"no sentinel password", "NOAUTH", func(c *config.Storage) { c.Sentinel.Password = "" }},
+		{"the master's password to the sentinels", "WRONGPASS", func(c *config.Storage) { c.Sentinel.Password = "master-pw" }},
+		{"wrong master password", "WRONGPASS", func(c *config.Storage) { c.Password = "sentinel-pw" }},
+	} {
+		bad := sc
+		s := *sc.Sentinel
+		bad.Sentinel = &s
+		tc.sc(&bad)
+		if err := pingStorage(t, bad); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: ping = %v, want an error with %q", tc.name, err, tc.want)
+		}
 	}
 }
 

@@ -201,7 +201,7 @@ func (r *Redis) Kill() {
 // Do sends one command to the server (over TLS with RedisOptions.TLS) and
 // returns the reply as RedisDo does.
 func (r *Redis) Do(args ...string) (any, error) {
-	return redisDo(r.Addr, r.tls, args...)
+	return redisDo(r.Addr, r.tls, "", args...)
 }
 
 // Process is the current redis-server process (a new one after each Start).
@@ -216,7 +216,7 @@ func (r *Redis) Process() *Process {
 func PingRedis(addr string) error { return pingRedis(addr, nil) }
 
 func pingRedis(addr string, tc *tls.Config) error {
-	_, err := redisDo(addr, tc, "PING")
+	_, err := redisDo(addr, tc, "", "PING")
 	var re RedisError
 	if errors.As(err, &re) && strings.HasPrefix(string(re), "NOAUTH") { // up, with requirepass or the default user off
 		return nil
@@ -233,9 +233,17 @@ func (e RedisError) Error() string { return "redis: " + string(e) }
 // string (simple or bulk; "" for a nil bulk), an int64, a []any (arrays,
 // nested) or a RedisError. It is a minimal RESP2 client, independent of
 // the Redis client under test, for tests and helpers.
-func RedisDo(addr string, args ...string) (any, error) { return redisDo(addr, nil, args...) }
+func RedisDo(addr string, args ...string) (any, error) { return redisDo(addr, nil, "", args...) }
 
-func redisDo(addr string, tc *tls.Config, args ...string) (any, error) {
+// RedisDoAuth is RedisDo after AUTH password (no AUTH when password is
+// empty), for servers with requirepass.
+func RedisDoAuth(addr, password string, args ...string) (any, error) {
+	return redisDo(addr, nil, password, args...)
+}
+
+// redisDo sends args as one command, after AUTH password unless password
+// is empty.
+func redisDo(addr string, tc *tls.Config, password string, args ...string) (any, error) {
 	d := &net.Dialer{Timeout: time.Second}
 	var c net.Conn
 	var err error
@@ -249,6 +257,17 @@ func redisDo(addr string, tc *tls.Config, args ...string) (any, error) {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	br := bufio.NewReader(c)
+	if password != "" {
+		if _, err := fmt.Fprintf(c, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(password), password); err != nil {
+			return nil, err
+		}
+		if v, err := readRESP(br); err != nil {
+			return nil, err
+		} else if e, ok := v.(RedisError); ok {
+			return nil, e
+		}
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "*%d\r\n", len(args))
 	for _, a := range args {
@@ -257,7 +276,7 @@ func redisDo(addr string, tc *tls.Config, args ...string) (any, error) {
 	if _, err := io.WriteString(c, b.String()); err != nil {
 		return nil, err
 	}
-	v, err := readRESP(bufio.NewReader(c))
+	v, err := readRESP(br)
 	if err != nil {
 		return nil, fmt.Errorf("redis %s: %s: %w", addr, args[0], err)
 	}

@@ -26,10 +26,13 @@ type SentinelOptions struct {
 	// Args are extra redis-server arguments for the master and replicas
 	// (a requirepass, a user).
 	Args []string
-	// MasterAuth, if set, is the password the replicas and the sentinels
-	// give the master (masterauth, sentinel auth-pass), for Args that
-	// turn on requirepass.
+	// MasterAuth, if set, is the master's and replicas' requirepass, which
+	// the replicas and the sentinels give them (masterauth, sentinel
+	// auth-pass).
 	MasterAuth string
+	// SentinelPassword, if set, is the sentinels' own requirepass (and
+	// sentinel-pass, which they give each other).
+	SentinelPassword string
 }
 
 // Sentinel is a Redis master, its replicas and the sentinels that watch
@@ -45,6 +48,8 @@ type Sentinel struct {
 	Addrs []string
 	// Procs are the sentinel processes.
 	Procs []*Process
+
+	masterAuth, sentinelAuth string
 }
 
 // StartSentinel starts a master, its replicas and the sentinels, and
@@ -75,9 +80,9 @@ func StartSentinel(tb TB, opts SentinelOptions) *Sentinel {
 	// No 5 s wait before a replica's first full sync.
 	serverArgs := append([]string{"--repl-diskless-sync-delay", "0"}, opts.Args...)
 	if opts.MasterAuth != "" {
-		serverArgs = append([]string{"--masterauth", opts.MasterAuth}, serverArgs...)
+		serverArgs = append([]string{"--masterauth", opts.MasterAuth, "--requirepass", opts.MasterAuth}, serverArgs...)
 	}
-	s := &Sentinel{Master: opts.Master}
+	s := &Sentinel{Master: opts.Master, masterAuth: opts.MasterAuth, sentinelAuth: opts.SentinelPassword}
 	master := StartRedis(tb, RedisOptions{Name: "redis-master", Args: serverArgs})
 	s.Servers = append(s.Servers, master)
 	for i := range opts.Replicas {
@@ -102,6 +107,9 @@ func StartSentinel(tb TB, opts SentinelOptions) *Sentinel {
 		}
 		if opts.MasterAuth != "" {
 			conf = append(conf, fmt.Sprintf("sentinel auth-pass %s %s", opts.Master, opts.MasterAuth))
+		}
+		if opts.SentinelPassword != "" {
+			conf = append(conf, "requirepass "+opts.SentinelPassword, "sentinel sentinel-pass "+opts.SentinelPassword)
 		}
 		// The sentinel rewrites its config file (what it learns), so it
 		// lives in a directory of its own.
@@ -133,7 +141,7 @@ func StartSentinel(tb TB, opts SentinelOptions) *Sentinel {
 
 // sentinelMaster is SENTINEL MASTER's field list as a map.
 func (s *Sentinel) sentinelMaster(addr string) (map[string]string, error) {
-	v, err := RedisDo(addr, "SENTINEL", "MASTER", s.Master)
+	v, err := RedisDoAuth(addr, s.sentinelAuth, "SENTINEL", "MASTER", s.Master)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +159,7 @@ func (s *Sentinel) sentinelMaster(addr string) (map[string]string, error) {
 func (s *Sentinel) MasterAddr() (string, error) {
 	var last error
 	for _, addr := range s.Addrs {
-		v, err := RedisDo(addr, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.Master)
+		v, err := RedisDoAuth(addr, s.sentinelAuth, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.Master)
 		if err != nil {
 			last = err
 			continue
@@ -177,7 +185,7 @@ func (s *Sentinel) Server(addr string) *Redis {
 // Role is the "role" of INFO replication on the server at addr (master,
 // slave).
 func (s *Sentinel) Role(addr string) (string, error) {
-	v, err := RedisDo(addr, "INFO", "replication")
+	v, err := RedisDoAuth(addr, s.masterAuth, "INFO", "replication")
 	if err != nil {
 		return "", err
 	}
@@ -187,7 +195,7 @@ func (s *Sentinel) Role(addr string) (string, error) {
 // Failover asks a sentinel for a failover (SENTINEL FAILOVER): a replica
 // is promoted and the master demoted, without waiting for it to fail.
 func (s *Sentinel) Failover() error {
-	_, err := RedisDo(s.Addrs[0], "SENTINEL", "FAILOVER", s.Master)
+	_, err := RedisDoAuth(s.Addrs[0], s.sentinelAuth, "SENTINEL", "FAILOVER", s.Master)
 	return err
 }
 
@@ -198,7 +206,7 @@ func (s *Sentinel) WaitNewMaster(old string, timeout time.Duration) (string, err
 	for {
 		addr, agreed := "", true
 		for _, sa := range s.Addrs {
-			v, err := RedisDo(sa, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.Master)
+			v, err := RedisDoAuth(sa, s.sentinelAuth, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.Master)
 			l, ok := v.([]any)
 			if err != nil || !ok || len(l) != 2 {
 				agreed = false
@@ -237,7 +245,7 @@ func (s *Sentinel) WaitReplicated(timeout time.Duration) error {
 		}
 	}
 	for {
-		info, err := RedisDo(master, "INFO", "replication")
+		info, err := RedisDoAuth(master, s.masterAuth, "INFO", "replication")
 		var last string
 		if err == nil {
 			m := redisInfo(info)

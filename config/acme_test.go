@@ -28,7 +28,7 @@ sites: [{hosts: ["10.0.0.1"], profile: classic, routes: [{path: /, pool: web}]}]
 sites: [{hosts: ["10.0.0.1"], profile: tiny, routes: [{path: /, pool: web}]},
         {hosts: ["10.0.0.2"], profile: shortlived, routes: [{path: /, pool: web}]}]
 ` + pools, []string{`3:18: IP address host "10.0.0.2" needs an IP certificate, which CAs issue only under the profiles in acme.ip_profiles [short tiny]`}},
-		{"IP host with dns", `acme: {ca: "https://127.0.0.1:14000/dir", dns: {lan: {provider: rfc2136, server: "10.0.0.53:53", key_name: k, key: c2VjcmV0}}}
+		{"IP host with dns", `acme: {ca: "https://127.0.0.1:14000/dir", dns: {lan: {provider: rfc2136, server: "10.0.0.53:53", key_name: k, key: dHNpZy1r}}}
 sites: [{hosts: ["10.0.0.1"], profile: shortlived, dns: lan, routes: [{path: /, pool: web}]}]
 ` + pools, []string{`2:18: IP address host "10.0.0.1" cannot use dns: (DNS-01 validates names only, RFC 8738)`}},
 		{"IP host not canonical", pebble + `

@@ -118,7 +118,7 @@ acme:
   eab: {key_id: kid, hmac_key_file: "` + f("hmac", "hmac\r\n") + `"}
   dns:
     cf: {provider: cloudflare, api_token_file: "` + f("cf", "cftoken") + `", zone_token_file: "` + f("zone", "zonetoken\n\n") + `"}
-    lan: {provider: rfc2136, server: "10.0.0.53:53", key_name: edge, key_file: "` + f("tsig", "c2VjcmV0\n") + `"}
+    lan: {provider: rfc2136, server: "10.0.0.53:53", key_name: edge, key_file: "` + f("tsig", "dHNpZy1r\n") + `"}
 storage: {type: redis, address: "redis:6379", password_file: "` + f("redis", "redispw\n") + `"}
 cluster: {peers: ["http://edge-2"], secret_file: "` + f("peers", "peersecret\n") + `"}
 exports:
@@ -133,7 +133,7 @@ exports:
 		{"acme.eab.hmac_key", c.ACME.EAB.HMACKey, "hmac"},
 		{"cf api_token", c.ACME.DNS["cf"].APIToken, "cftoken"},
 		{"cf zone_token", c.ACME.DNS["cf"].ZoneToken, "zonetoken"},
-		{"rfc2136 key", c.ACME.DNS["lan"].Key, "c2VjcmV0"},
+		{"rfc2136 key", c.ACME.DNS["lan"].Key, "dHNpZy1r"},
 		{"rfc2136 key_file kept", c.ACME.DNS["lan"].KeyFile, filepath.Join(dir, "tsig")},
 		{"storage.password", c.Storage.Password, "redispw"},
 		{"cluster.secret", c.Cluster.Secret, "peersecret"},

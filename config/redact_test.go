@@ -11,7 +11,7 @@ import (
 // TestEffectiveRoundTrips: the effective YAML of config.example.yaml parses
 // back to the same configuration, so edge config shows exactly what runs.
 func TestEffectiveRoundTrips(t *testing.T) {
-	env := func(string) (string, bool) { return "", false }
+	env := exampleEnv
 	c, err := Parse("../config.example.yaml", mustRead(t, "../config.example.yaml"), env)
 	if err != nil {
 		t.Fatal(err)

@@ -148,6 +148,7 @@ func (v *validator) run() {
 	v.acme()
 	v.onDemand()
 	v.storage()
+	v.placeholders()
 	for i, p := range c.Cluster.Peers {
 		v.url(fmt.Sprintf("cluster.peers[%d]", i), p, "http", "https")
 	}

@@ -140,7 +140,7 @@ pools:
 		{"dial addresses need a port", `
 acme:
   dns_resolvers: ["1.1.1.1:0", "8.8.8.8:53"]
-  dns: {lan: {provider: rfc2136, server: "10.0.0.53:0", key_name: k, key: c2VjcmV0}}
+  dns: {lan: {provider: rfc2136, server: "10.0.0.53:0", key_name: k, key: dHNpZy1r}}
 storage: {type: redis, address: "redis:6379, redis2:70000"}
 ` + base, []string{
 			`3:19: invalid address "1.1.1.1:0": invalid port "0": expected 1 to 65535`,

@@ -58,11 +58,11 @@ func TestEnumsMatchRuntime(t *testing.T) {
 		closeStorage(s)
 	}
 	for _, p := range config.DNSProviderTypes() {
-		yaml := "acme: {ca: \"https://127.0.0.1:14000/dir\", dns: {d: {provider: " + p + ", api_token: t, server: \"127.0.0.1:53\", key_name: k, key: c2VjcmV0}}}\n" +
+		yaml := "acme: {ca: \"https://127.0.0.1:14000/dir\", dns: {d: {provider: " + p + ", api_token: t, server: \"127.0.0.1:53\", key_name: k, key: dHNpZy1r}}}\n" +
 			"sites: [{hosts: [\"*.a.test\"], dns: d, routes: [{path: /, pool: web}]}]\npools: {web: {backends: [\"http://127.0.0.1:8080\"]}}\n"
 		// Each provider refuses the other's keys; keep only its own.
 		if p == "cloudflare" {
-			yaml = strings.Replace(yaml, `, server: "127.0.0.1:53", key_name: k, key: c2VjcmV0`, "", 1)
+			yaml = strings.Replace(yaml, `, server: "127.0.0.1:53", key_name: k, key: dHNpZy1r`, "", 1)
 		} else {
 			yaml = strings.Replace(yaml, ", api_token: t", "", 1)
 		}

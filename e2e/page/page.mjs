@@ -156,6 +156,8 @@ async function runToken(page, ctx) {
   }
   if (await page.evaluate(() => document.cookie.includes("edge_session"))) throw new Error("the session cookie is readable by script");
   console.log("ok: logged in; the cookie is HttpOnly, SameSite=Strict and holds no token");
+  await page.waitForSelector('#event-list .event[data-kind="reloaded"]', { timeout: UPDATE_MS });
+  console.log("ok: the reload that set the token is among the recent events");
   await page.click("#logout");
   await page.waitForSelector("#login:not([hidden])", { timeout: UPDATE_MS });
   if ((await page.$$(".cert-name")).length) throw new Error("after logout certificate names remain on the page");

@@ -79,7 +79,7 @@ func TestBashCompletion(t *testing.T) {
 	}{
 		{"commands", []string{"edge", ""}, sorted(commandNames())},
 		{"command prefix", []string{"edge", "va"}, []string{"validate"}},
-		{"two commands", []string{"edge", "re"}, []string{"renew"}},
+		{"two commands", []string{"edge", "re"}, []string{"renew", "revoke"}},
 		{"flags", []string{"edge", "validate", "-"}, []string{"-check-dns", "-config"}},
 		{"flag prefix", []string{"edge", "certs", "-t"}, []string{"-token-file"}},
 		{"file after -config", []string{"edge", "run", "-config", "edge"}, []string{"edge-2.yaml", "edge.yaml"}},

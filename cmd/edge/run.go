@@ -540,6 +540,7 @@ func (s *server) servers(cfg *config.Config) []httpServer {
 			"revoke":       s.apiRevoke,
 			"drain":        s.apiDrain,
 			"locks":        s.locks,
+			"cluster":      s.apiCluster,
 		},
 	}))
 	lns := []httpServer{{name: "http", srv: httpSrv}, {name: "https", srv: httpsSrv, tls: true}, {name: "admin", srv: adminSrv}}

@@ -353,8 +353,16 @@ type Pool struct {
 	// backend, up to Retries: connect (always, as nothing was sent),
 	// timeout (no response headers within timeouts.response_header), and
 	// status codes 500-599 such as 502, 503, 504. Default [connect].
-	RetryOn  []string `yaml:"retry_on"`
-	Timeouts Timeouts `yaml:"timeouts"`
+	RetryOn []string `yaml:"retry_on"`
+	// TryTimeout bounds the wait for the response headers of each try
+	// that can be retried (retry_on has timeout; an idempotent request;
+	// retries and backends left); the last try and other requests wait
+	// timeouts.response_header. 0: every try waits response_header.
+	TryTimeout time.Duration `yaml:"try_timeout"`
+	// RetryWindow: no retry starts later than this after the first try
+	// started (0: retries alone bounds them).
+	RetryWindow time.Duration `yaml:"retry_window"`
+	Timeouts    Timeouts      `yaml:"timeouts"`
 	// MaxConns caps the requests in flight to each backend of the pool
 	// (0: no cap). A request that finds every backend at its cap waits in
 	// the pool's queue.

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -62,6 +63,7 @@ func (v *validator) pools() {
 				v.errorf(fmt.Sprintf("%s.retry_on[%d]", p, j), "unknown retry condition %q: expected connect, timeout or a status code 500-599", r)
 			}
 		}
+		v.retryTimes(p, pool)
 		v.nonNegInt(p+".max_conns", pool.MaxConns)
 		v.nonNegInt(p+".queue", pool.QueueSize())
 		v.nonNeg(p+".queue_timeout", pool.QueueTimeout)
@@ -161,6 +163,25 @@ func (v *validator) poolProtocol(p string, pool Pool) {
 	}
 	if t.InsecureSkipVerify {
 		v.warnf(p+".tls.insecure_skip_verify", "insecure_skip_verify: any certificate is accepted from the backends, and anyone between edge and them can read and change the traffic")
+	}
+}
+
+// retryTimes checks try_timeout and retry_window at pool path p.
+func (v *validator) retryTimes(p string, pool Pool) {
+	v.nonNeg(p+".try_timeout", pool.TryTimeout)
+	v.nonNeg(p+".retry_window", pool.RetryWindow)
+	if pool.TryTimeout > 0 {
+		switch {
+		case !slices.Contains(pool.RetryOn, "timeout"):
+			v.warnf(p+".try_timeout", "try_timeout applies to tries retried on a timeout: add timeout to retry_on")
+		case pool.Retries == 0:
+			v.warnf(p+".try_timeout", "try_timeout applies to tries that can be retried, and retries is 0")
+		case pool.Timeouts.ResponseHeader > 0 && pool.TryTimeout >= pool.Timeouts.ResponseHeader:
+			v.warnf(p+".try_timeout", "try_timeout %s is not shorter than timeouts.response_header %s: it never cuts a try", pool.TryTimeout, pool.Timeouts.ResponseHeader)
+		}
+	}
+	if pool.RetryWindow > 0 && pool.Retries == 0 {
+		v.warnf(p+".retry_window", "retry_window bounds retries, and retries is 0")
 	}
 }
 

@@ -597,6 +597,7 @@ func (h *Handler) forward(rec *recorder, r *http.Request, p *pool) {
 	candidates := p.ring
 	var triedBuf [4]*Upstream
 	tried := triedBuf[:0]
+	var start time.Time // of the first try, for RetryWindow
 	for attempt := 0; ; attempt++ {
 		u, err := p.take(rec, r, candidates)
 		if u == nil {
@@ -608,10 +609,15 @@ func (h *Handler) forward(rec *recorder, r *http.Request, p *pool) {
 		}
 		rec.up, rec.err = u, nil
 		t0 := time.Now()
-		if attempt < p.retries && len(candidates) > 1 && len(p.retryOn.Statuses) > 0 && replayable(r) {
-			// Another try is allowed: answers of these codes become errors.
-			// This path allocates: only pools with status retries take it.
-			u.serve(rec, r.WithContext(context.WithValue(r.Context(), retryStatusKey{}, p.retryOn.Statuses)))
+		if attempt == 0 {
+			start = t0
+		}
+		if (len(p.retryOn.Statuses) > 0 || p.tryTimeout > 0) && replayable(r) && p.mayTry(attempt, len(candidates), start) {
+			// Another try is allowed: answers of RetryOn's codes become
+			// errors, and the try has TryTimeout for its headers (retry.go).
+			sr, tt := p.tryRequest(r)
+			u.serve(rec, sr)
+			tt.done(rec, r)
 		} else {
 			u.serve(rec, r)
 		}
@@ -626,7 +632,7 @@ func (h *Handler) forward(rec *recorder, r *http.Request, p *pool) {
 			return // the client's fault: no failure of the backend's
 		}
 		u.recordFailure(reason, time.Now())
-		if attempt >= p.retries || rec.wrote || !p.retryable(rec.err) || !replayable(r) || r.Context().Err() != nil {
+		if rec.wrote || !p.mayTry(attempt, len(p.upstreams), start) || !p.retryable(rec.err) || !retriable(r, rec.err) || r.Context().Err() != nil {
 			return
 		}
 		// Retry on a backend not tried yet. This path is rare: allocate.

@@ -39,7 +39,8 @@ func TestRetries(t *testing.T) {
 		{"two retries", "GET", "", 2, []*url.URL{dead1, dead2, live.url}, 200, []uint64{1, 1, 0}},
 		{"retries exhausted", "GET", "", 1, []*url.URL{dead1, dead2, live.url}, 502, []uint64{1, 1, 0}},
 		{"no retries", "GET", "", 0, []*url.URL{dead1, live.url}, 502, []uint64{1, 0}},
-		{"POST not retried", "POST", "", 1, []*url.URL{dead1, live.url}, 502, []uint64{1, 0}},
+		{"POST without a body retried on connect", "POST", "", 1, []*url.URL{dead1, live.url}, 200, []uint64{1, 0}},
+		{"POST with a body not retried", "POST", "form=1", 1, []*url.URL{dead1, live.url}, 502, []uint64{1, 0}},
 		{"PUT with a body not retried", "PUT", "data", 1, []*url.URL{dead1, live.url}, 502, []uint64{1, 0}},
 		{"no other backend", "GET", "", 3, []*url.URL{dead1}, 502, []uint64{1}},
 	}

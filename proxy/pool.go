@@ -44,6 +44,16 @@ type PoolConfig struct {
 	// RetryOn adds failures retried, within Retries, beyond a failure to
 	// connect. The zero value adds none.
 	RetryOn RetryOn
+	// TryTimeout bounds the wait for the response headers of a try after
+	// which another is allowed (an idempotent request, RetryOn.Timeout
+	// set, tries and backends left): past it the try fails as a timeout
+	// and the request goes to another backend. The last try, and requests
+	// that are not retried, wait Timeouts.ResponseHeader. 0: every try
+	// waits Timeouts.ResponseHeader.
+	TryTimeout time.Duration
+	// RetryWindow bounds the retries in time: no retry starts later than
+	// this after the first try started. 0: Retries alone bounds them.
+	RetryWindow time.Duration
 	// Timeouts bound the talk with the backends.
 	Timeouts Timeouts
 	// MaxConns caps the requests each backend has in flight from this
@@ -132,6 +142,9 @@ type pool struct {
 	// unjudged are the backends the active check has not decided about yet
 	// (new ones): New probes them once before it returns.
 	unjudged []*Upstream
+
+	// tryTimeout and retryWindow are PoolConfig's (see retry.go).
+	tryTimeout, retryWindow time.Duration
 }
 
 // newPool builds a pool and one ReverseProxy per backend, all sharing the
@@ -158,6 +171,9 @@ func newPool(c PoolConfig, h *Handler) (*pool, error) {
 	if c.MaxConns < 0 || c.Queue < 0 || c.QueueTimeout < 0 {
 		return nil, fmt.Errorf("pool %q: negative max_conns, queue or queue timeout", c.Name)
 	}
+	if c.TryTimeout < 0 || c.RetryWindow < 0 {
+		return nil, fmt.Errorf("pool %q: negative try timeout or retry window", c.Name)
+	}
 	passive, err := c.Passive.resolve()
 	if err != nil {
 		return nil, fmt.Errorf("pool %q: %w", c.Name, err)
@@ -167,6 +183,8 @@ func newPool(c PoolConfig, h *Handler) (*pool, error) {
 		retries:      c.Retries,
 		hostHeader:   c.HostHeader,
 		retryOn:      RetryOn{Timeout: c.RetryOn.Timeout, Statuses: slices.Clone(c.RetryOn.Statuses)},
+		tryTimeout:   c.TryTimeout,
+		retryWindow:  c.RetryWindow,
 		passive:      passive,
 		log:          h.log,
 		maxConns:     c.MaxConns,
@@ -350,6 +368,11 @@ func (h *Handler) newReverseProxy(p *pool, u *Upstream) *httputil.ReverseProxy {
 		ModifyResponse: func(res *http.Response) error {
 			if u.stats != nil {
 				u.stats.codes.counter(res.StatusCode).Inc()
+			}
+			if tt := tryTimerOf(res); tt != nil {
+				if err := tt.answered(); err != nil {
+					return err // the try timeout cut the try as the headers came
+				}
 			}
 			if codes, ok := res.Request.Context().Value(retryStatusKey{}).([]int); ok && slices.Contains(codes, res.StatusCode) {
 				return &retryStatusError{code: res.StatusCode} // ReverseProxy closes the body

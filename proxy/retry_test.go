@@ -4,6 +4,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -87,4 +89,117 @@ func TestRetryOn(t *testing.T) {
 			t.Errorf("one backend answering 503: %d %q", w.Code, w.Body.String())
 		}
 	})
+}
+
+// TestTryTimeout: a backend that stalls past the try timeout loses the
+// request to the other backend for GET; a POST with a body is not retried
+// and waits the response header timeout; the last try waits that too; a
+// retry window over stops the retries; no backend is tried twice.
+func TestTryTimeout(t *testing.T) {
+	stallHits := make([]atomic.Int64, 2)
+	var stalls []*httptest.Server
+	for i := range stallHits {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			stallHits[i].Add(1)
+			io.Copy(io.Discard, r.Body)
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+		}))
+		t.Cleanup(s.Close)
+		stalls = append(stalls, s)
+	}
+	var goodHits atomic.Int64
+	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		goodHits.Add(1)
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "good")
+	}))
+	t.Cleanup(good.Close)
+	stall0, stall1, goodURL := mustURL(t, stalls[0].URL), mustURL(t, stalls[1].URL), mustURL(t, good.URL)
+
+	const tryTimeout, headerTimeout = 200 * time.Millisecond, 1500 * time.Millisecond
+	for _, tc := range []struct {
+		name        string
+		backends    []*url.URL
+		retries     int
+		window      time.Duration
+		method      string
+		code        int
+		stallTries  int64 // over both stalling backends
+		goodTries   int64
+		least, most time.Duration // the client's wait
+	}{
+		{"GET goes to the other backend", []*url.URL{stall0, goodURL}, 1, 0, "GET", 200, 1, 1, tryTimeout, headerTimeout},
+		{"POST is not retried", []*url.URL{stall0, goodURL}, 1, 0, "POST", 504, 1, 0, headerTimeout, 3 * headerTimeout},
+		{"the last try waits the header timeout", []*url.URL{stall0, stall1}, 1, 0, "GET", 504, 2, 0, tryTimeout + headerTimeout, 3 * headerTimeout},
+		{"two stalls, then the good one", []*url.URL{stall0, stall1, goodURL}, 2, 0, "GET", 200, 2, 1, 2 * tryTimeout, headerTimeout},
+		{"a retry window over stops the retries", []*url.URL{stall0, stall1, goodURL}, 2, 300 * time.Millisecond, "GET", 504, 2, 0, 2 * tryTimeout, 3 * headerTimeout},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stallHits[0].Store(0)
+			stallHits[1].Store(0)
+			goodHits.Store(0)
+			cfg := simpleConfig(tc.backends...) // First: in this order
+			p := &cfg.Pools[0]
+			p.Retries, p.RetryOn = tc.retries, RetryOn{Timeout: true}
+			p.TryTimeout, p.RetryWindow = tryTimeout, tc.window
+			p.Timeouts.ResponseHeader = headerTimeout
+			h := newHandler(t, cfg)
+			t0 := time.Now()
+			w := serve(h, tc.method, "https://example.com/", func(r *http.Request) {
+				if tc.method == "POST" {
+					r.Body = io.NopCloser(strings.NewReader("form=1"))
+					r.ContentLength = 6
+				}
+			})
+			took := time.Since(t0)
+			t.Logf("%s: %d after %s", tc.name, w.Code, took.Round(time.Millisecond))
+			if w.Code != tc.code {
+				t.Errorf("code %d, want %d", w.Code, tc.code)
+			}
+			if got := stallHits[0].Load() + stallHits[1].Load(); got != tc.stallTries || stallHits[0].Load() > 1 || stallHits[1].Load() > 1 {
+				t.Errorf("stalling backends tried %d and %d times, want %d in all, once each at most", stallHits[0].Load(), stallHits[1].Load(), tc.stallTries)
+			}
+			if goodHits.Load() != tc.goodTries {
+				t.Errorf("the good backend got %d requests, want %d", goodHits.Load(), tc.goodTries)
+			}
+			if took < tc.least || took > tc.most {
+				t.Errorf("the client waited %s, want %s to %s", took, tc.least, tc.most)
+			}
+		})
+	}
+}
+
+// TestRetryNeverTheSameBackend: with more retries than backends, each
+// backend answering 503 is tried once, and the last answer is the client's.
+func TestRetryNeverTheSameBackend(t *testing.T) {
+	hits := make([]atomic.Int64, 3)
+	var backends []*url.URL
+	for i := range hits {
+		b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hits[i].Add(1)
+			http.Error(w, "busy "+strconv.Itoa(i), http.StatusServiceUnavailable)
+		}))
+		t.Cleanup(b.Close)
+		backends = append(backends, mustURL(t, b.URL))
+	}
+	for _, sel := range []Selector{First{}, new(RoundRobin), Random{}} {
+		for i := range hits {
+			hits[i].Store(0)
+		}
+		cfg := simpleConfig(backends...)
+		cfg.Pools[0].Selector, cfg.Pools[0].Retries = sel, 10
+		cfg.Pools[0].RetryOn = RetryOn{Statuses: []int{503}}
+		w := serve(newHandler(t, cfg), "GET", "https://example.com/")
+		if w.Code != 503 || !strings.HasPrefix(w.Body.String(), "busy ") {
+			t.Errorf("%s: %d %q", policyName(sel), w.Code, w.Body.String())
+		}
+		for i := range hits {
+			if hits[i].Load() != 1 {
+				t.Errorf("%s: backend %d tried %d times, want once", policyName(sel), i, hits[i].Load())
+			}
+		}
+	}
 }

@@ -400,6 +400,7 @@ func buildProxy(cfg *config.Config) (proxy.Config, error) {
 		}
 		pool.H2C = p.Protocol == "h2c"
 		pool.HostHeader = p.HostHeader
+		pool.TryTimeout, pool.RetryWindow = p.TryTimeout, p.RetryWindow
 		if h := p.Hash; h != nil && p.Policy == "hash" {
 			pool.Selector = &proxy.Hash{Header: h.Header, Cookie: h.Cookie, FallbackIP: h.Fallback == "ip_hash"}
 		}

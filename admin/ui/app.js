@@ -151,23 +151,30 @@ function renderPools(pools, now) {
   $("pool-list").replaceChildren(...(out.length ? out : [el("p", { class: "muted", text: "No pools." })]));
 }
 
-function renderCluster(locks) {
+function renderCluster(info, locks) {
   const body = $("cluster-body");
-  if (locks.status === 404) {
-    body.replaceChildren(el("p", { class: "muted", text: (locks.body && locks.body.error) || "No shared store." }));
-    return;
+  const parts = [];
+  const c = info.status === 200 && info.body ? info.body : null;
+  if (c) {
+    parts.push(el("p", {}, "This edge: ", el("strong", { text: c.node }), " · storage ", c.storage,
+      c.shared ? " (shared by the edges below)" : " (not shared)"));
+    if ((c.peers || []).length) parts.push(el("p", {}, "Peers asked for challenges: " + c.peers.join(", ")));
   }
-  if (locks.status !== 200 || !Array.isArray(locks.body)) {
-    body.replaceChildren(el("p", { class: "bad", text: "locks: " + ((locks.body && locks.body.error) || "HTTP " + locks.status) }));
-    return;
+  if (locks.status === 200 && Array.isArray(locks.body)) {
+    const holders = [...new Set(locks.body.map((l) => l.holder))].sort();
+    parts.push(el("p", {}, "Edges holding locks now: ", holders.length ? holders.join(", ") : "none"));
+    if (locks.body.length) {
+      parts.push(el("table", { class: "locks" },
+        el("thead", {}, el("tr", {}, ["lock", "holder", "age"].map((h) => el("th", { text: h })))),
+        el("tbody", {}, locks.body.map((l) => el("tr", {},
+          el("td", { text: l.name }), el("td", { text: l.holder }), el("td", { text: span((l.age_seconds || 0) * 1e3) }))))));
+    }
+  } else if (locks.status !== 404) {
+    parts.push(el("p", { class: "bad", text: "locks: " + ((locks.body && locks.body.error) || "HTTP " + locks.status) }));
+  } else if (!c) {
+    parts.push(el("p", { class: "muted", text: (locks.body && locks.body.error) || "No shared store." }));
   }
-  const holders = [...new Set(locks.body.map((l) => l.holder))].sort();
-  body.replaceChildren(
-    el("p", {}, "Edges holding locks: ", holders.length ? holders.join(", ") : "none"),
-    el("table", { class: "locks" },
-      el("thead", {}, el("tr", {}, ["lock", "holder", "age"].map((h) => el("th", { text: h })))),
-      el("tbody", {}, locks.body.map((l) => el("tr", {},
-        el("td", { text: l.name }), el("td", { text: l.holder }), el("td", { text: span((l.age_seconds || 0) * 1e3) }))))));
+  body.replaceChildren(...parts);
 }
 
 const EVENT_TONE = { obtained: "ok", renewed: "ok", exported: "ok", reloaded: "info", failed: "bad", export_failed: "bad", reload_failed: "bad" };
@@ -205,13 +212,13 @@ async function refresh() {
       $("updated").textContent = "login required";
       return; // no polling until logged in
     }
-    const [certs, pools, locks, events] = await Promise.all(
-      ["/api/certificates", "/api/pools", "/api/locks", "/api/events"].map(api));
+    const [certs, pools, cluster, locks, events] = await Promise.all(
+      ["/api/certificates", "/api/pools", "/api/cluster", "/api/locks", "/api/events"].map(api));
     showLogin(false);
     $("content").hidden = false;
     renderCerts(certs.body, now);
     renderPools(pools.body, now);
-    renderCluster(locks);
+    renderCluster(cluster, locks);
     renderEvents(events.body, now);
     $("problem").hidden = true;
     $("updated").textContent = "updated " + now.toLocaleTimeString();

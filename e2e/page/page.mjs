@@ -40,7 +40,7 @@ try {
   const consoleErrors = [];
   // Answers the page expects: no shared store (file storage) has no locks to
   // list; without a session the API and a wrong login answer 401.
-  const expected = { "/api/locks": [404], "/api/certificates": [401], "/api/pools": [401], "/api/events": [401], "/login": [401] };
+  const expected = { "/api/locks": [404], "/api/certificates": [401], "/api/pools": [401], "/api/events": [401], "/api/cluster": [401], "/login": [401] };
   page.on("response", (r) => {
     const path = new URL(r.url()).pathname;
     if (r.status() >= 400 && !(expected[path] || []).includes(r.status())) {
@@ -117,6 +117,9 @@ async function runOpen(page, ctx) {
   const events = await page.$$eval("#event-list .event", (els) => els.map((e) => e.dataset.kind));
   if (!events.includes("obtained")) throw new Error("recent events lack obtained: " + events.join(", "));
   console.log("ok: recent events: " + events.join(", "));
+  const cluster = await page.textContent("#cluster-body");
+  if (!cluster.includes("This edge: ") || !cluster.includes("not shared")) throw new Error("cluster section: " + cluster);
+  console.log("ok: cluster: " + cluster);
   await page.screenshot({ path: join(shots, "page.png"), fullPage: true });
   // Readable on a phone: nothing wider than the screen.
   await page.setViewportSize({ width: 390, height: 844 });

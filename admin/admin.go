@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -132,6 +133,7 @@ type handler struct {
 	opts     Options
 	mux      *http.ServeMux
 	sessions sessions
+	failed   failedLogins
 }
 
 func (a *handler) token() string {
@@ -182,12 +184,18 @@ func (a *handler) login(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "no admin token is configured: there is nothing to log in to"})
 		return
 	}
+	if blocked, until := a.failed.blocked(time.Now()); blocked {
+		w.Header().Set("Retry-After", strconv.Itoa(int(time.Until(until).Seconds())+1))
+		writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "too many wrong tokens: try again later (the bearer token still works)"})
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "reading the login form: " + err.Error()})
 		return
 	}
 	if !tokenMatches(r.PostForm.Get("token"), token) {
+		a.failed.add(time.Now())
 		if a.opts.Logger != nil {
 			a.opts.Logger.Warn("admin login refused: wrong token", "remote", r.RemoteAddr)
 		}

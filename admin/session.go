@@ -29,6 +29,43 @@ type session struct {
 	token [32]byte
 }
 
+// loginFailures is how many wrong tokens POST /login takes per
+// loginWindow, from anyone, before it answers 429 until the window has
+// room: a token cannot be guessed at network speed. The bearer token is
+// not limited.
+const (
+	loginFailures = 10
+	loginWindow   = time.Minute
+)
+
+// failedLogins remembers the times of the last loginFailures wrong tokens.
+// The zero value is empty; safe for concurrent use.
+type failedLogins struct {
+	mu    sync.Mutex
+	times []time.Time
+}
+
+// blocked reports whether loginFailures failures happened within
+// loginWindow before now, and when the oldest of them leaves the window.
+func (f *failedLogins) blocked(now time.Time) (bool, time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.times) < loginFailures {
+		return false, time.Time{}
+	}
+	until := f.times[0].Add(loginWindow)
+	return now.Before(until), until
+}
+
+func (f *failedLogins) add(now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.times = append(f.times, now)
+	if len(f.times) > loginFailures {
+		f.times = f.times[len(f.times)-loginFailures:]
+	}
+}
+
 // sessions are the browser sessions made by POST /login. The zero value is
 // empty and ready; safe for concurrent use.
 type sessions struct {

@@ -295,3 +295,47 @@ func mustURL(t *testing.T, s string) *url.URL {
 	}
 	return u
 }
+
+// TestLoginThrottled: after loginFailures wrong tokens in a minute even the
+// right one is answered 429 (with Retry-After); the bearer token still works.
+func TestLoginThrottled(t *testing.T) {
+	h := New(Options{Token: func() string { return "right" }, API: map[string]func(*http.Request) (any, error){
+		"pools": func(*http.Request) (any, error) { return []string{}, nil },
+	}})
+	login := func(tok string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("POST", "/login", strings.NewReader(url.Values{"token": {tok}}.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.Header.Set(RequestHeader, "1")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec
+	}
+	for i := range loginFailures {
+		if rec := login(fmt.Sprint("guess", i)); rec.Code != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d, want 401", i, rec.Code)
+		}
+	}
+	rec := login("right")
+	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" || rec.Header().Get("Set-Cookie") != "" {
+		t.Fatalf("after %d wrong tokens: %d, Retry-After %q, cookie %q; want 429, a Retry-After and no cookie",
+			loginFailures, rec.Code, rec.Header().Get("Retry-After"), rec.Header().Get("Set-Cookie"))
+	}
+	r := httptest.NewRequest("GET", "/api/pools", nil)
+	r.Header.Set("Authorization", "Bearer right")
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	if rec.Code != 200 {
+		t.Fatalf("bearer while logins are throttled: %d", rec.Code)
+	}
+	var f failedLogins
+	t0 := time.Now()
+	for i := range loginFailures {
+		f.add(t0.Add(time.Duration(i) * time.Second))
+	}
+	if b, _ := f.blocked(t0.Add(loginWindow - time.Second)); !b {
+		t.Error("not blocked within the window")
+	}
+	if b, _ := f.blocked(t0.Add(loginWindow)); b {
+		t.Error("still blocked once the oldest failure left the window")
+	}
+}

@@ -425,6 +425,8 @@ func (m *Manager) onEvent(opts Options) func(ctx context.Context, event string, 
 			}
 			m.challenges.failPending(name, false)
 			m.status.set(name, StateFailed, msg)
+			failure, _ := data["error"].(error)
+			m.logFailure(name, failure) // edge's own words, beside certmagic's (explain.go)
 			m.metrics.order(opts.CA, "failure")
 			if opts.OnOrder != nil {
 				opts.OnOrder(name, renewal, errors.New(msg))

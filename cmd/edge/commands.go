@@ -179,12 +179,11 @@ func cmdDrain(ctx context.Context, name string, args []string, stdout io.Writer)
 	if fs.NArg() != 2 {
 		return fmt.Errorf("%w %s takes POOL BACKEND (the backend's URL as edge certs/api/pools show it), got %q\n\n%s", errUsage, name, fs.Args(), commandHelp(fs))
 	}
-	q := url.Values{"pool": {fs.Arg(0)}, "backend": {fs.Arg(1)}}
-	if name == "undrain" {
-		q.Set("undo", "1")
-	}
+	// POST /api/pools/POOL/backends/BACKEND/drain (or undrain): BACKEND a
+	// URL, escaped into one path segment, or a host:port.
+	path := "/api/pools/" + url.PathEscape(fs.Arg(0)) + "/backends/" + url.PathEscape(fs.Arg(1)) + "/" + name
 	var out map[string]any
-	if err := client().do(ctx, http.MethodPost, "/api/drain?"+q.Encode(), &out); err != nil {
+	if err := client().do(ctx, http.MethodPost, path, &out); err != nil {
 		return err
 	}
 	if name == "undrain" {

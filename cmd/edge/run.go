@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"reflect"
@@ -541,6 +542,12 @@ func (s *server) servers(cfg *config.Config) []httpServer {
 			"drain":        s.apiDrain,
 			"locks":        s.locks,
 			"cluster":      s.apiCluster,
+
+			// The REST form of drain and undrain: BACKEND is the backend's
+			// URL, path-escaped, or its host:port when that is unique in
+			// the pool.
+			"pools/{pool}/backends/{backend}/drain":   func(r *http.Request) (any, error) { return s.apiPoolDrain(r, true) },
+			"pools/{pool}/backends/{backend}/undrain": func(r *http.Request) (any, error) { return s.apiPoolDrain(r, false) },
 		},
 	}))
 	lns := []httpServer{{name: "http", srv: httpSrv}, {name: "https", srv: httpsSrv, tls: true}, {name: "admin", srv: adminSrv}}
@@ -704,6 +711,53 @@ func (s *server) apiRevoke(r *http.Request) (any, error) {
 		return nil, &admin.StatusError{Code: code, Err: err}
 	}
 	return map[string]string{"revoked": name, "serial": serial, "replacing": name}, nil
+}
+
+// apiPoolDrain is POST /api/pools/{pool}/backends/{backend}/drain (drain
+// true) and .../undrain: what apiDrain does, the backend named by its URL or
+// by the host:port of exactly one backend of the pool.
+func (s *server) apiPoolDrain(r *http.Request, drain bool) (any, error) {
+	if r.Method != http.MethodPost {
+		return nil, &admin.StatusError{Code: http.StatusMethodNotAllowed, Err: errors.New("use POST")}
+	}
+	h := s.gen.Load().proxy
+	pool, backend := r.PathValue("pool"), r.PathValue("backend")
+	backend = resolveBackend(h.Status(), pool, backend)
+	if err := h.Drain(pool, backend, drain); err != nil {
+		code := http.StatusInternalServerError
+		if errors.Is(err, proxy.ErrNoBackend) {
+			code = http.StatusNotFound
+		}
+		return nil, &admin.StatusError{Code: code, Err: err}
+	}
+	return map[string]any{"pool": pool, "backend": backend, "drained": drain}, nil
+}
+
+// resolveBackend returns the URL of the backend of pool that name names:
+// name itself when a backend has that URL, else the URL of the one backend
+// whose host:port is name; name unchanged when none or several match.
+func resolveBackend(pools []proxy.PoolStatus, pool, name string) string {
+	for _, p := range pools {
+		if p.Name != pool {
+			continue
+		}
+		found := ""
+		for _, b := range p.Backends {
+			if b.URL == name {
+				return name
+			}
+			if u, err := url.Parse(b.URL); err == nil && u.Host == name {
+				if found != "" {
+					return name // ambiguous: the caller's error names it
+				}
+				found = b.URL
+			}
+		}
+		if found != "" {
+			return found
+		}
+	}
+	return name
 }
 
 // apiDrain is POST /api/drain?pool=P&backend=URL[&undo=1]: the backend

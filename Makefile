@@ -11,7 +11,8 @@ deps:
 build:
 	@$(GO) build -buildvcs=auto -o bin/edge ./cmd/edge
 
-demo: deps build
+demo: build
+	@scripts/install-deps demo
 	@EDGE_BIN=$(CURDIR)/bin/edge $(GO) run ./internal/demo
 
 vet:

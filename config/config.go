@@ -84,8 +84,12 @@ type ACME struct {
 	Email string `yaml:"email"`
 	// CA is letsencrypt | letsencrypt-staging | zerossl | a directory URL.
 	// Default letsencrypt. After Load, CADirectory holds the resolved URL.
-	CA           string   `yaml:"ca"`
-	CADirectory  string   `yaml:"-"`
+	CA          string `yaml:"ca"`
+	CADirectory string `yaml:"-"`
+	// CAs is the list form of acme.ca (a list, or one mapping), tried in
+	// order; nil when ca is a single name or URL. CAList gives the
+	// effective list either way.
+	CAs          []CA     `yaml:"-" list:"ca"`
 	CARootFile   string   `yaml:"ca_root_file"`
 	EAB          EAB      `yaml:"eab"`
 	Challenges   []string `yaml:"challenges"` // http-01, tls-alpn-01; default both

@@ -289,6 +289,9 @@ type fields struct {
 	// shorthand is the field a scalar stands for (tag option
 	// ",shorthand"), or -1.
 	shorthand int
+	// lists maps a key to the field (tag list:"KEY") that takes the key's
+	// list or mapping form, the key's own field taking a scalar.
+	lists map[string]int
 }
 
 // secret is a value field X with a sibling X_file.
@@ -298,8 +301,11 @@ type secret struct {
 }
 
 func fieldsOf(t reflect.Type) fields {
-	f := fields{index: map[string]int{}, shorthand: -1}
+	f := fields{index: map[string]int{}, shorthand: -1, lists: map[string]int{}}
 	for i := range t.NumField() {
+		if l := t.Field(i).Tag.Get("list"); l != "" {
+			f.lists[l] = i
+		}
 		name, opts, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
 		if name == "" || name == "-" {
 			continue
@@ -355,6 +361,9 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 		}
 		if !ok {
 			d.errorf(k, join(path, k.Value), "unknown key %q%s", k.Value, suggest(k.Value, f.names))
+			continue
+		}
+		if li, ok := f.lists[k.Value]; ok && d.listForm(val, v.Field(li), join(path, k.Value)) {
 			continue
 		}
 		d.decode(val, v.Field(i), join(path, k.Value))
@@ -474,4 +483,25 @@ func (d *decoder) mergeSources(n *yaml.Node, path string, depth int) [][2]*yaml.
 	}
 	d.errorf(at, path, "<< expects a mapping or a list of mappings")
 	return nil
+}
+
+// listForm decodes n into the slice field lv when n is a list, or a
+// mapping (one element, recorded at path itself), and reports whether it
+// did; a scalar is left to the key's own field (acme.ca: letsencrypt).
+func (d *decoder) listForm(n *yaml.Node, lv reflect.Value, path string) bool {
+	r := n
+	for hops := 0; r != nil && r.Kind == yaml.AliasNode && hops < 100; hops++ {
+		r = r.Alias
+	}
+	switch {
+	case r == nil || r.Kind == yaml.ScalarNode:
+		return false
+	case r.Kind == yaml.MappingNode:
+		s := reflect.MakeSlice(lv.Type(), 1, 1)
+		d.decode(n, s.Index(0), path)
+		lv.Set(s)
+	default:
+		d.decode(n, lv, path)
+	}
+	return true
 }

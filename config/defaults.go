@@ -73,12 +73,7 @@ func (c *Config) ApplyDefaults() {
 	setStr(&c.Admin.Listen, DefaultAdminListen)
 
 	a := &c.ACME
-	setStr(&a.CA, DefaultCA)
-	if dir, ok := CADirectories()[a.CA]; ok {
-		a.CADirectory = dir
-	} else {
-		a.CADirectory = a.CA
-	}
+	a.applyCADefaults()
 	if len(a.Challenges) == 0 {
 		a.Challenges = []string{"http-01", "tls-alpn-01"}
 	}

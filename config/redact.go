@@ -158,6 +158,16 @@ func toNode(v reflect.Value) *yaml.Node {
 				m.Content = append(m.Content, scalar(name, "!!str"), c)
 			}
 		}
+		for i := range t.NumField() {
+			// A list form (tag list:"KEY") set replaces KEY's scalar.
+			if key := t.Field(i).Tag.Get("list"); key != "" && v.Field(i).Len() > 0 {
+				for j := 0; j+1 < len(m.Content); j += 2 {
+					if m.Content[j].Value == key {
+						m.Content[j+1] = toNode(v.Field(i))
+					}
+				}
+			}
+		}
 		if len(m.Content) == 0 {
 			return nil
 		}

@@ -227,21 +227,7 @@ func (v *validator) acme() {
 			v.errorf("acme.email", "invalid email address %q", a.Email)
 		}
 	}
-	if _, known := CADirectories()[a.CA]; !known {
-		if u, msg := checkURL(a.CA, "https"); u == nil && strings.Contains(msg, "port") {
-			v.errorf("acme.ca", "invalid CA directory URL %q: %s", a.CA, msg)
-		} else if u == nil {
-			names := slices.Sorted(maps.Keys(CADirectories()))
-			v.errorf("acme.ca", "unknown CA %q: expected %s or an https directory URL%s",
-				a.CA, strings.Join(names, ", "), suggest(a.CA, names))
-		}
-	}
-	switch {
-	case a.EAB.KeyID != "" && a.EAB.HMACKey == "":
-		v.errorf("acme.eab.hmac_key", "eab.key_id needs hmac_key or hmac_key_file")
-	case a.EAB.KeyID == "" && a.EAB.HMACKey != "":
-		v.errorf("acme.eab.key_id", "eab.hmac_key needs key_id")
-	}
+	v.acmeCAs()
 	seen := map[string]bool{}
 	for i, ch := range a.Challenges {
 		p := fmt.Sprintf("acme.challenges[%d]", i)

@@ -8,6 +8,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -15,6 +16,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +24,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/farmedge/edge/internal/testenv"
 )
@@ -34,6 +39,7 @@ type pSite struct {
 	dns   string // provider name under acme.dns ("lan"); "" is HTTP-01
 	plain bool   // redirect_http: false (plain HTTP is proxied too)
 	rate  string // sites[].rate, "" leaves it out
+	extra string // more keys of the site, each line indented by four spaces
 }
 
 // pPool is one pools: entry with active and passive health checks.
@@ -41,6 +47,8 @@ type pPool struct {
 	name     string
 	backends []string
 	retries  int
+	policy   string // "" is round_robin
+	extra    string // more keys of the pool, each line indented by four spaces
 }
 
 // pConf renders an edge config for these tests. Every backend is checked
@@ -93,6 +101,7 @@ func (c pConf) yaml() string {
 		if s.rate != "" {
 			fmt.Fprintf(&b, "    rate: %q\n", s.rate)
 		}
+		b.WriteString(s.extra)
 		pool := s.pool
 		if pool == "" {
 			pool = "web"
@@ -105,7 +114,12 @@ func (c pConf) yaml() string {
 		for i, u := range p.backends {
 			quoted[i] = fmt.Sprintf("%q", u)
 		}
-		fmt.Fprintf(&b, "  %s:\n    policy: round_robin\n    backends: [%s]\n", p.name, strings.Join(quoted, ", "))
+		policy := p.policy
+		if policy == "" {
+			policy = "round_robin"
+		}
+		fmt.Fprintf(&b, "  %s:\n    policy: %s\n    backends: [%s]\n", p.name, policy, strings.Join(quoted, ", "))
+		b.WriteString(p.extra)
 		b.WriteString("    health: {path: /healthz, interval: 250ms, timeout: 200ms, fails: 1, passes: 1}\n")
 		b.WriteString("    passive: {fails: 1, window: 10s, cooldown: 30s}\n")
 		fmt.Fprintf(&b, "    retries: %d\n", p.retries)
@@ -325,4 +339,153 @@ func waitBackendUp(t *testing.T, e *testenv.Edge, pool, backend string, want flo
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// featureBackend is a backend for TestProxyFeatures: /healthz, /big (a
+// 6 KB HTML page) and anything else "hello from backend N", each naming
+// itself in X-Backend.
+func featureBackend(t *testing.T, n int) (*httptest.Server, *atomic.Int64) {
+	var hits atomic.Int64
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			io.WriteString(w, "ok\n")
+			return
+		}
+		hits.Add(1)
+		w.Header().Set("X-Backend", fmt.Sprint(n))
+		if r.URL.Path == "/big" {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Header().Set("Content-Length", fmt.Sprint(len(bigPage)))
+			io.WriteString(w, bigPage)
+			return
+		}
+		fmt.Fprintf(w, "hello from backend %d\n", n)
+	}))
+	t.Cleanup(s.Close)
+	return s, &hits
+}
+
+var bigPage = "<!doctype html><title>edge</title>" + strings.Repeat("<p>a page long enough to be compressed</p>\n", 140)
+
+// TestProxyFeatures runs edge with compress: true and policy hash by a
+// header, and checks through its HTTPS listener (HTTP/2): zstd and gzip
+// bodies that decode to the backend's page with Vary, small answers
+// untouched, one session id on one backend while ids spread over both,
+// and the REST drain by host:port.
+func TestProxyFeatures(t *testing.T) {
+	ports := testenv.FreePorts(t, 3)
+	peb := startPebbleHTTP01(t, ports[0])
+	b1, hits1 := featureBackend(t, 1)
+	b2, hits2 := featureBackend(t, 2)
+	conf := pConf{
+		httpPort: ports[0], httpsPort: ports[1], adminPort: ports[2],
+		peb: peb, storage: filepath.Join(t.TempDir(), "storage"),
+		sites: []pSite{{hosts: []string{"a.test"}, extra: "    compress: true\n"}},
+		pools: []pPool{{name: "web", backends: []string{b1.URL, b2.URL}, policy: "hash", extra: "    hash: {header: X-Session-Id}\n"}},
+	}
+	e, roots := startServing(t, peb, conf.yaml())
+	client := testenv.HTTPSClient(roots, e.HTTPSAddr)
+	get := func(path string, header ...string) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", "https://a.test"+path, nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, b
+	}
+
+	t.Run("compression", func(t *testing.T) {
+		for _, ce := range []string{"zstd", "gzip"} {
+			res, body := get("/big", "Accept-Encoding", "gzip, "+ce)
+			if res.Proto != "HTTP/2.0" || res.Header.Get("Content-Encoding") != ce || !strings.Contains(res.Header.Get("Vary"), "Accept-Encoding") {
+				t.Fatalf("%s: %s, Content-Encoding %q, Vary %q", ce, res.Proto, res.Header.Get("Content-Encoding"), res.Header.Get("Vary"))
+			}
+			var zr io.Reader
+			if ce == "zstd" {
+				d, err := zstd.NewReader(bytes.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer d.Close()
+				zr = d
+			} else {
+				g, err := gzip.NewReader(bytes.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				zr = g
+			}
+			plain, err := io.ReadAll(zr)
+			if err != nil || string(plain) != bigPage {
+				t.Fatalf("%s: %d bytes decode to %d (%v), want the %d of the page", ce, len(body), len(plain), err, len(bigPage))
+			}
+			t.Logf("%s: %d bytes for a %d-byte page", ce, len(body), len(bigPage))
+		}
+		res, body := get("/", "Accept-Encoding", "zstd, gzip")
+		if res.Header.Get("Content-Encoding") != "" || !strings.HasPrefix(string(body), "hello from backend") {
+			t.Errorf("a 21-byte answer: Content-Encoding %q, body %q", res.Header.Get("Content-Encoding"), body)
+		}
+	})
+
+	t.Run("hash by header", func(t *testing.T) {
+		backends := map[string]bool{}
+		for i := range 40 {
+			id := fmt.Sprint("session-", i)
+			res, _ := get("/", "X-Session-Id", id)
+			first := res.Header.Get("X-Backend")
+			for range 5 {
+				if res, _ := get("/", "X-Session-Id", id); res.Header.Get("X-Backend") != first {
+					t.Fatalf("%s went to backend %s, then %s", id, first, res.Header.Get("X-Backend"))
+				}
+			}
+			backends[first] = true
+		}
+		if len(backends) != 2 {
+			t.Errorf("40 session ids used backends %v, want both", backends)
+		}
+	})
+
+	t.Run("drain by REST path and host:port", func(t *testing.T) {
+		host := strings.TrimPrefix(b1.URL, "http://")
+		post := func(action string) int {
+			req, _ := http.NewRequest("POST", e.AdminURL+"/api/pools/web/backends/"+host+"/"+action, nil)
+			req.Header.Set("X-Edge-Admin", "test")
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			return res.StatusCode
+		}
+		if code := post("drain"); code != 200 {
+			t.Fatalf("drain: %d", code)
+		}
+		before := hits1.Load()
+		for i := range 20 {
+			if res, _ := get("/", "X-Session-Id", fmt.Sprint("drained-", i)); res.Header.Get("X-Backend") != "2" {
+				t.Fatalf("a request went to backend %s while 1 is drained", res.Header.Get("X-Backend"))
+			}
+		}
+		if hits1.Load() != before {
+			t.Errorf("the drained backend got %d requests", hits1.Load()-before)
+		}
+		if code := post("undrain"); code != 200 {
+			t.Fatalf("undrain: %d", code)
+		}
+		req, _ := http.NewRequest("POST", e.AdminURL+"/api/pools/web/backends/127.0.0.1:1/drain", nil)
+		req.Header.Set("X-Edge-Admin", "test")
+		if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != 404 {
+			t.Errorf("an unknown backend: %v %v, want 404", res, err)
+		}
+		t.Logf("backend requests: %d and %d", hits1.Load(), hits2.Load())
+	})
 }

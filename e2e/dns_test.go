@@ -184,6 +184,9 @@ func TestDNS01(t *testing.T) {
 		e := startDNSEdge(t, dnsSite{hosts: []string{"broken.deleg.test"}, dns: "lan", delegate: "_acme-challenge.broken.other.test"})
 		last := waitLastError(t, e, "broken.deleg.test", []string{"broken.deleg.test", "urn:ietf:params:acme:error"})
 		t.Logf("last_error: %s", last)
+		// edge's own line for the failure (tlsmgr/explain.go): the
+		// challenge, the name, where to look.
+		waitLog(t, e, []string{`"msg":"certificate order failed"`, `"reason":"challenge_failed"`, "dns-01 for broken.deleg.test", "_acme-challenge.broken.deleg.test", "next attempt in "})
 		checkNoChallengeTXT(t, bind)
 		// It was there: BIND logs each update.
 		for _, w := range []string{"adding an RR at '_acme-challenge.broken.other.test' TXT", "deleting an RR at _acme-challenge.broken.other.test TXT"} {
@@ -217,11 +220,31 @@ func TestDNS01(t *testing.T) {
 		if !containsAll(e.Log(), wantLog) {
 			t.Errorf("edge's log does not contain %q", wantLog)
 		}
+		waitLog(t, e, []string{`"reason":"dns_provider"`, "DNS-01 for bad.cf.test: the DNS provider did not take the TXT record", "Invalid access token"})
 		if code, err := e.Readyz(); err != nil || code == 200 {
 			t.Errorf("/readyz = %d, %v; want not ready", code, err)
 		}
 		checkNoChallengeTXT(t, bind)
 	})
+}
+
+// waitLog polls edge's log until it contains every string of want in one
+// line, and returns that line.
+func waitLog(t *testing.T, e *testenv.Edge, want []string) string {
+	t.Helper()
+	deadline := time.Now().Add(dnsTimeout)
+	for {
+		for _, line := range strings.Split(e.Log(), "\n") {
+			if containsAll(line, want) {
+				t.Logf("edge: %s", line)
+				return line
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("edge's log has no line with %q\n%s", want, e.Tail(30))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // waitLastError polls /api/certificates until name's last_error contains

@@ -170,7 +170,14 @@ func explainDNSProvider(name string, err error, msg string) explanation {
 	if strings.Contains(msg, "propagate") {
 		return explanation{reasonDNSProvider, fmt.Sprintf("DNS-01 for %s: the TXT record did not show at acme.dns_resolvers within acme.dns_propagation_timeout (%s): check that the provider's zone is the one those resolvers ask, or raise the timeout", name, innermost(err))}
 	}
-	return explanation{reasonDNSProvider, fmt.Sprintf("DNS-01 for %s: the DNS provider did not take the TXT record (%s): check its token or TSIG key and that it may edit the zone", name, innermost(err))}
+	cause := innermost(err)
+	// The provider's own words (its name, the zone, a hint) follow
+	// acmez's "presenting for challenge: "; certmagic adds " (order=...)".
+	if _, after, ok := strings.Cut(msg, "presenting for challenge: "); ok {
+		cause, _, _ = strings.Cut(after, " (order=")
+		cause, _, _ = strings.Cut(cause, " (ca=")
+	}
+	return explanation{reasonDNSProvider, fmt.Sprintf("DNS-01 for %s: the DNS provider did not take the TXT record (%s): check its token or TSIG key and that it may edit the zone", name, cause)}
 }
 
 // caUnreachable reports whether err is a failure to talk to the CA at all:

@@ -40,6 +40,10 @@ type Options struct {
 	TrustedRoots *x509.CertPool
 	// EAB is external account binding; nil for none.
 	EAB *acme.EAB
+	// CAs, when set, replace CA, TrustedRoots and EAB: the CAs to order
+	// from, in order (certmagic tries the next when one fails to issue).
+	// Each gets its own ACMEIssuer; storage is keyed by each CA's URL.
+	CAs []CA
 	// HTTP01 and TLSALPN01 enable those challenges for groups without DNS.
 	HTTP01, TLSALPN01 bool
 	// HTTPPort and TLSPort are the ports of edge's own :80 and :443
@@ -73,6 +77,34 @@ type Options struct {
 	Metrics *Metrics
 }
 
+// CA is one ACME CA of Options.CAs.
+type CA struct {
+	// URL is the ACME directory URL, used verbatim (see Options.CA).
+	URL string
+	// TrustedRoots verify the CA's own HTTPS API; nil: the system roots.
+	TrustedRoots *x509.CertPool
+	// EAB is external account binding; nil for none.
+	EAB *acme.EAB
+	// Profile is asked for at this CA by groups without OwnProfile ("":
+	// the group's Profile).
+	Profile string
+}
+
+func (c CA) equal(o CA) bool {
+	return c.URL == o.URL && rootsEqual(c.TrustedRoots, o.TrustedRoots) && eabEqual(c.EAB, o.EAB) && c.Profile == o.Profile
+}
+
+// caList is Options.CAs, or the one CA of CA, TrustedRoots and EAB.
+func (o Options) caList() []CA {
+	if len(o.CAs) > 0 {
+		return o.CAs
+	}
+	if o.CA == "" {
+		return nil
+	}
+	return []CA{{URL: o.CA, TrustedRoots: o.TrustedRoots, EAB: o.EAB}}
+}
+
 // Group is a set of names obtained the same way.
 type Group struct {
 	Names []string
@@ -81,6 +113,9 @@ type Group struct {
 	// Profile is the ACME profile asked for in the names' orders
 	// (draft-aaron-acme-profiles); "" asks for the CA's default.
 	Profile string
+	// OwnProfile: Profile is the site's own, asked for at every CA; else a
+	// CA's Profile, where set, replaces it at that CA.
+	OwnProfile bool
 }
 
 // DNSOptions configure DNS-01 for a group.
@@ -142,7 +177,7 @@ type generation struct {
 	opts    Options
 	groups  []*group
 	configs []*certmagic.Config
-	issuers []*certmagic.ACMEIssuer
+	issuers [][]*certmagic.ACMEIssuer // of each config, in CA order
 	byName  map[string]*certmagic.Config
 	names   []string
 	ctx     context.Context // for forced renewals: lives as long as the Manager
@@ -157,7 +192,7 @@ type group struct {
 	key    groupKey
 	names  []string
 	cfg    *certmagic.Config
-	iss    *certmagic.ACMEIssuer
+	iss    []*certmagic.ACMEIssuer
 	ctx    context.Context
 	cancel context.CancelFunc
 }
@@ -167,11 +202,12 @@ type groupKey struct {
 	names    string // NUL-joined, in order
 	dns      string // "" without DNS-01
 	profile  string
+	own      bool
 	onDemand bool // the group of on-demand names (no names listed)
 }
 
 func keyOf(g Group) groupKey {
-	k := groupKey{names: strings.Join(g.Names, "\x00"), profile: g.Profile}
+	k := groupKey{names: strings.Join(g.Names, "\x00"), profile: g.Profile, own: g.OwnProfile}
 	if d := g.DNS; d != nil {
 		k.dns = fmt.Sprintf("%s\x00%s\x00%s\x00%q\x00%d\x00%d", d.ProviderName, d.Fingerprint, d.OverrideDomain,
 			d.Resolvers, d.PropagationTimeout, d.PropagationDelay)
@@ -184,8 +220,7 @@ func keyOf(g Group) groupKey {
 // here are process-wide (see processWideOptions, held by a test) or are the
 // Groups, compared one by one.
 func sameIssuerSetup(a, b Options) bool {
-	return a.CA == b.CA && a.Email == b.Email &&
-		rootsEqual(a.TrustedRoots, b.TrustedRoots) && eabEqual(a.EAB, b.EAB) &&
+	return slices.EqualFunc(a.caList(), b.caList(), CA.equal) && a.Email == b.Email &&
 		a.HTTP01 == b.HTTP01 && a.TLSALPN01 == b.TLSALPN01 &&
 		a.HTTPPort == b.HTTPPort && a.TLSPort == b.TLSPort && a.ListenHost == b.ListenHost &&
 		a.Storage == b.Storage && a.RenewalWindowRatio == b.RenewalWindowRatio
@@ -246,7 +281,7 @@ func (m *Manager) configForCert(cert certmagic.Certificate) (*certmagic.Config, 
 // running ones change nothing. ctx bounds the background work of the groups
 // started here (beyond a reload: cancel it, or call Stop, to end them).
 func (m *Manager) Apply(ctx context.Context, opts Options) error {
-	if opts.CA == "" {
+	if len(opts.caList()) == 0 {
 		return errors.New("no ACME directory URL")
 	}
 	if opts.Storage == nil {
@@ -267,7 +302,9 @@ func (m *Manager) Apply(ctx context.Context, opts Options) error {
 			reusable[og.key] = og
 		}
 	}
-	m.metrics.initOrders(opts.CA)
+	for _, ca := range opts.caList() {
+		m.metrics.initOrders(ca.URL)
+	}
 	if old == nil || !old.opts.OnDemand.equal(opts.OnDemand) {
 		if opts.OnDemand != nil {
 			m.decider.Store(newDecider(*opts.OnDemand, m.metrics))
@@ -349,30 +386,53 @@ func (m *Manager) baseCtx(ctx context.Context) context.Context {
 	return m.base
 }
 
-func (m *Manager) buildConfig(opts Options, grp Group, onDemand bool) (*certmagic.Config, *certmagic.ACMEIssuer) {
-	log := m.logger.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return stoppingCore{c, &m.stopped} }))
+func (m *Manager) buildConfig(opts Options, grp Group, onDemand bool) (*certmagic.Config, []*certmagic.ACMEIssuer) {
+	// ca maps an issuer key (certmagic's, derived from the CA URL) to the
+	// CA URL, the issuer label of edge_acme_orders_total.
+	cas := opts.caList()
+	ca := make(map[string]string, len(cas))
+	log := m.logger.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+		return issuerFailCore{stoppingCore{c, &m.stopped}, func(key string) { m.metrics.order(ca[key], "failure") }}
+	}))
 	tmpl := certmagic.Config{
 		RenewalWindowRatio: opts.RenewalWindowRatio,
 		Storage:            opts.Storage,
 		Logger:             log,
-		OnEvent:            m.onEvent(opts),
+		OnEvent:            m.onEventCA(opts, ca),
 	}
 	if onDemand {
 		tmpl.OnDemand = &certmagic.OnDemandConfig{DecisionFunc: m.decide}
 	}
 	cfg := certmagic.New(m.cache, tmpl)
+	var issuers []*certmagic.ACMEIssuer
+	cfg.Issuers = nil // certmagic.New put its default (Let's Encrypt) there
+	for _, c := range cas {
+		iss := m.buildIssuer(cfg, log, opts, grp, c)
+		ca[iss.IssuerKey()] = c.URL
+		issuers = append(issuers, iss)
+		cfg.Issuers = append(cfg.Issuers, iss)
+	}
+	return cfg, issuers
+}
+
+// buildIssuer makes the ACMEIssuer of CA c for the names of grp.
+func (m *Manager) buildIssuer(cfg *certmagic.Config, log *zap.Logger, opts Options, grp Group, c CA) *certmagic.ACMEIssuer {
+	profile := grp.Profile
+	if c.Profile != "" && !grp.OwnProfile {
+		profile = c.Profile
+	}
 	iss := certmagic.NewACMEIssuer(cfg, certmagic.ACMEIssuer{
-		CA:                      opts.CA,
+		CA:                      c.URL,
 		Email:                   opts.Email,
 		Agreed:                  true,
-		ExternalAccount:         opts.EAB,
-		TrustedRoots:            opts.TrustedRoots,
+		ExternalAccount:         c.EAB,
+		TrustedRoots:            c.TrustedRoots,
 		DisableHTTPChallenge:    !opts.HTTP01 || grp.DNS != nil,
 		DisableTLSALPNChallenge: !opts.TLSALPN01 || grp.DNS != nil,
 		ListenHost:              opts.ListenHost,
 		AltHTTPPort:             opts.HTTPPort,
 		AltTLSALPNPort:          opts.TLSPort,
-		Profile:                 grp.Profile,
+		Profile:                 profile,
 		Logger:                  log.Named("acme").WithOptions(zap.WrapCore(m.challenges.wrap)),
 	})
 	if grp.DNS != nil {
@@ -387,12 +447,19 @@ func (m *Manager) buildConfig(opts Options, grp Group, onDemand bool) (*certmagi
 			},
 		}
 	}
-	cfg.Issuers = []certmagic.Issuer{iss}
-	return cfg, iss
+	return iss
 }
 
-// onEvent turns certmagic's events into status and metrics.
+// onEvent is onEventCA without issuer keys (successes are counted for "").
 func (m *Manager) onEvent(opts Options) func(ctx context.Context, event string, data map[string]any) error {
+	return m.onEventCA(opts, nil)
+}
+
+// onEventCA turns certmagic's events into status and metrics: a success is
+// counted for the CA that issued (ca maps issuer keys to CA URLs); the
+// failures, one per CA tried, are counted from certmagic's log by
+// issuerFailCore, since its cert_failed event comes once, after every CA.
+func (m *Manager) onEventCA(opts Options, ca map[string]string) func(ctx context.Context, event string, data map[string]any) error {
 	return func(ctx context.Context, event string, data map[string]any) error {
 		name, _ := data["identifier"].(string)
 		renewal, _ := data["renewal"].(bool)
@@ -401,7 +468,8 @@ func (m *Manager) onEvent(opts Options) func(ctx context.Context, event string, 
 			m.status.set(name, StateObtaining, "")
 		case "cert_obtained":
 			m.status.set(name, StateValid, "")
-			m.metrics.order(opts.CA, "success")
+			key, _ := data["issuer"].(string)
+			m.metrics.order(ca[key], "success")
 			if opts.OnOrder != nil {
 				opts.OnOrder(name, renewal, nil)
 			}
@@ -427,7 +495,6 @@ func (m *Manager) onEvent(opts Options) func(ctx context.Context, event string, 
 			m.status.set(name, StateFailed, msg)
 			failure, _ := data["error"].(error)
 			m.logFailure(name, failure) // edge's own words, beside certmagic's (explain.go)
-			m.metrics.order(opts.CA, "failure")
 			if opts.OnOrder != nil {
 				opts.OnOrder(name, renewal, errors.New(msg))
 			}
@@ -501,22 +568,23 @@ func (m *Manager) HandleHTTPChallenge(w http.ResponseWriter, r *http.Request) (b
 	if _, ok := certmagic.GetACMEChallenge(host); ok {
 		source = "local"
 	}
-	iss := g.issuers[0]
+	// The issuers of the name's group first (one per CA: the challenge
+	// may be any CA's), then every other: a name of another group (a DNS
+	// group disables HTTP-01) may still be answered by any issuer with
+	// HTTP-01 on, since storage is shared.
+	first := 0
 	if c, ok := g.byName[host]; ok {
-		for i, cfg := range g.configs {
-			if cfg == c {
-				iss = g.issuers[i]
-			}
+		first = max(indexOf(g.configs, c), 0)
+	}
+	order := append([][]*certmagic.ACMEIssuer{g.issuers[first]}, g.issuers...)
+	for i, issuers := range order {
+		if i > 0 && i-1 == first {
+			continue
 		}
-	}
-	if iss.HandleHTTPChallenge(w, r) {
-		return true, source
-	}
-	// A name of another group (a DNS group disables HTTP-01) may still be
-	// answered by any issuer with HTTP-01 on, since storage is shared.
-	for _, other := range g.issuers {
-		if other != iss && other.HandleHTTPChallenge(w, r) {
-			return true, source
+		for _, iss := range issuers {
+			if iss.HandleHTTPChallenge(w, r) {
+				return true, source
+			}
 		}
 	}
 	return false, ""
@@ -699,13 +767,31 @@ func (m *Manager) StoredCertificate(ctx context.Context, name string) (tls.Certi
 	if !ok {
 		return tls.Certificate{}, fmt.Errorf("%s: %w", name, ErrNotManaged)
 	}
-	iss := g.issuers[slices.Index(g.configs, cfg)]
-	key := iss.IssuerKey()
-	certPEM, err := g.opts.Storage.Load(ctx, certmagic.StorageKeys.SiteCert(key, name))
+	// With several CAs, each keeps its own copy: the newest is the one
+	// certmagic serves (its loadCertResourceAnyIssuer).
+	var best tls.Certificate
+	err := fmt.Errorf("loading the certificate of %s: %w", name, fs.ErrNotExist)
+	for _, iss := range g.issuers[slices.Index(g.configs, cfg)] {
+		c, e := loadStored(ctx, g.opts.Storage, iss.IssuerKey(), name)
+		if e != nil {
+			if best.Leaf == nil && (!errors.Is(e, fs.ErrNotExist) || errors.Is(err, fs.ErrNotExist)) {
+				err = e
+			}
+			continue
+		}
+		if best.Leaf == nil || c.Leaf.NotBefore.After(best.Leaf.NotBefore) {
+			best, err = c, nil
+		}
+	}
+	return best, err
+}
+
+func loadStored(ctx context.Context, st certmagic.Storage, key, name string) (tls.Certificate, error) {
+	certPEM, err := st.Load(ctx, certmagic.StorageKeys.SiteCert(key, name))
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("loading the certificate of %s: %w", name, err)
 	}
-	keyPEM, err := g.opts.Storage.Load(ctx, certmagic.StorageKeys.SitePrivateKey(key, name))
+	keyPEM, err := st.Load(ctx, certmagic.StorageKeys.SitePrivateKey(key, name))
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("loading the key of %s: %w", name, err)
 	}

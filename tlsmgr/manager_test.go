@@ -23,7 +23,7 @@ import (
 // configuration. A field added to Options must go in one of the lists (and
 // in sameIssuerSetup), so that no new input is silently ignored by a reload.
 var (
-	comparedOptions = []string{"CA", "Email", "TrustedRoots", "EAB", "HTTP01", "TLSALPN01",
+	comparedOptions = []string{"CA", "Email", "TrustedRoots", "EAB", "CAs", "HTTP01", "TLSALPN01",
 		"HTTPPort", "TLSPort", "ListenHost", "Storage", "RenewalWindowRatio", "Groups", "OnDemand"}
 	processWideOptions = []string{"OnObtained", "OnOrder", "Logger", "Metrics"}
 )

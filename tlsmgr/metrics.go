@@ -1,7 +1,12 @@
 package tlsmgr
 
 import (
+	"context"
+	"errors"
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap/zapcore"
 )
 
 // Metrics are the counters tlsmgr updates. Make them once per process with
@@ -22,7 +27,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"type", "result"}),
 		orders: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edge_acme_orders_total",
-			Help: "ACME orders this instance completed, by CA directory URL and result (success, failure).",
+			Help: "ACME orders this instance completed, by CA directory URL and result (success, failure); with several CAs, each CA tried counts: a failure at the first then a success at the second.",
 		}, []string{"issuer", "result"}),
 		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edge_tls_handshakes_total",
@@ -119,4 +124,52 @@ func (m *Manager) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, ready, name)
 	}
+}
+
+// msgIssuerFailed is what certmagic v0.25.6 logs (config.go, obtainCert
+// and renewCert) each time one issuer of a config's list fails to issue,
+// before it tries the next; its "issuer" field is the issuer key.
+const msgIssuerFailed = "could not get certificate from issuer"
+
+// issuerFailCore counts each failure certmagic logs at an issuer (the
+// failure of one CA in the list, whether or not the next one issues),
+// at any log level; work canceled by a reload or shutdown is not counted.
+type issuerFailCore struct {
+	zapcore.Core
+	fail func(issuerKey string)
+}
+
+func (c issuerFailCore) With(f []zapcore.Field) zapcore.Core {
+	return issuerFailCore{c.Core.With(f), c.fail}
+}
+
+func (c issuerFailCore) Check(ent zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if ent.Message == msgIssuerFailed {
+		ce = ce.AddCore(ent, failCounter{c.fail})
+	}
+	return c.Core.Check(ent, ce)
+}
+
+// failCounter is the core that only counts issuerFailCore's entries.
+type failCounter struct{ fail func(string) }
+
+func (failCounter) Enabled(zapcore.Level) bool                                            { return true }
+func (f failCounter) With([]zapcore.Field) zapcore.Core                                   { return f }
+func (failCounter) Check(_ zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry { return ce }
+func (failCounter) Sync() error                                                           { return nil }
+
+func (f failCounter) Write(_ zapcore.Entry, fields []zapcore.Field) error {
+	var key string
+	for _, fl := range fields {
+		switch {
+		case fl.Key == "issuer" && fl.Type == zapcore.StringType:
+			key = fl.String
+		case fl.Type == zapcore.ErrorType:
+			if err, ok := fl.Interface.(error); ok && (errors.Is(err, context.Canceled) || strings.Contains(err.Error(), context.Canceled.Error())) {
+				return nil
+			}
+		}
+	}
+	f.fail(key)
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"math/big"
 	"strings"
 	"sync"
@@ -94,6 +95,7 @@ type ariBook struct {
 type ariEntry struct {
 	serial string
 	ari    *acme.RenewalInfo
+	ca     string // the directory URL of the CA whose storage holds it
 	read   time.Time
 }
 
@@ -103,20 +105,28 @@ const ariReread = 15 * time.Second
 // issuer key, or nil when there is none for this very certificate (its
 // ARI identifier names another serial: storage holds a newer one).
 func (m *Manager) ariOf(name string, leaf *x509.Certificate) *acme.RenewalInfo {
+	ari, _ := m.storedInfo(name, leaf)
+	return ari
+}
+
+// storedInfo returns the ARI stored with the certificate leaf of name
+// (see ariOf) and the directory URL of the CA it is stored under (the CA
+// that issued it; "" when storage no longer holds it).
+func (m *Manager) storedInfo(name string, leaf *x509.Certificate) (*acme.RenewalInfo, string) {
 	g := m.cur.Load()
 	if g == nil {
-		return nil
+		return nil, ""
 	}
 	cfg, ok := g.byName[name]
 	if !ok {
 		if g.onDemand == nil {
-			return nil
+			return nil, ""
 		}
 		cfg = g.onDemand
 	}
 	i := indexOf(g.configs, cfg)
 	if i < 0 {
-		return nil
+		return nil, ""
 	}
 	serial := leaf.SerialNumber.Text(16)
 	b := &m.ari
@@ -124,13 +134,20 @@ func (m *Manager) ariOf(name string, leaf *x509.Certificate) *acme.RenewalInfo {
 	e, ok := b.m[name]
 	b.mu.Unlock()
 	if ok && e.serial == serial && time.Since(e.read) < ariReread {
-		return e.ari
+		return e.ari, e.ca
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	e = ariEntry{serial: serial, read: time.Now()}
-	if raw, err := g.opts.Storage.Load(ctx, certmagic.StorageKeys.SiteMeta(g.issuers[i].IssuerKey(), name)); err == nil {
-		e.ari = parseStoredARI(raw, leaf.SerialNumber)
+	for _, iss := range g.issuers[i] {
+		if raw, err := g.opts.Storage.Load(ctx, certmagic.StorageKeys.SiteCert(iss.IssuerKey(), name)); err == nil {
+			if b, _ := pem.Decode(raw); b != nil && bytes.Equal(b.Bytes, leaf.Raw) {
+				e.ca = iss.CA
+			}
+		}
+		if raw, err := g.opts.Storage.Load(ctx, certmagic.StorageKeys.SiteMeta(iss.IssuerKey(), name)); err == nil && e.ari == nil {
+			e.ari = parseStoredARI(raw, leaf.SerialNumber)
+		}
 	}
 	b.mu.Lock()
 	if b.m == nil {
@@ -138,7 +155,7 @@ func (m *Manager) ariOf(name string, leaf *x509.Certificate) *acme.RenewalInfo {
 	}
 	b.m[name] = e
 	b.mu.Unlock()
-	return e.ari
+	return e.ari, e.ca
 }
 
 // parseStoredARI takes the ARI out of certmagic's certificate metadata

@@ -29,9 +29,12 @@ const (
 type CertStatus struct {
 	// Name is the configured name; Names are the certificate's SANs, DNS
 	// names then IP addresses.
-	Name      string    `json:"name"`
-	Names     []string  `json:"names"`
-	Issuer    string    `json:"issuer,omitempty"`
+	Name   string   `json:"name"`
+	Names  []string `json:"names"`
+	Issuer string   `json:"issuer,omitempty"`
+	// CA is the directory URL of the CA that issued the certificate
+	// serving (of acme.ca's list); "" when storage no longer holds it.
+	CA        string    `json:"ca,omitempty"`
 	NotBefore time.Time `json:"not_before,omitzero"`
 	NotAfter  time.Time `json:"not_after,omitzero"`
 	// RenewalAt is when certmagic renews the certificate (see
@@ -139,7 +142,8 @@ func (m *Manager) Certificates() []CertStatus {
 			st.Names = certNames(leaf)
 			st.Issuer = issuerName(leaf.Issuer.CommonName, leaf.Issuer.Organization)
 			st.NotBefore, st.NotAfter = leaf.NotBefore, leaf.NotAfter
-			ari := m.ariOf(name, leaf)
+			ari, ca := m.storedInfo(name, leaf)
+			st.CA = ca
 			if ari != nil && ari.HasWindow() {
 				st.ARIWindow = &Window{Start: ari.SuggestedWindow.Start, End: ari.SuggestedWindow.End}
 			}

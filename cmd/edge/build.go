@@ -179,20 +179,32 @@ func buildTLS(cfg *config.Config) (tlsmgr.Options, error) {
 		}
 	}
 	var errs []error
-	if cfg.ACME.CARootFile != "" {
-		pem, err := os.ReadFile(cfg.ACME.CARootFile)
-		pool := x509.NewCertPool()
-		switch {
-		case err != nil:
-			errs = append(errs, cfg.ErrorAt("acme.ca_root_file", "%v", err))
-		case !pool.AppendCertsFromPEM(pem):
-			errs = append(errs, cfg.ErrorAt("acme.ca_root_file", "%s: no PEM certificates found", cfg.ACME.CARootFile))
-		default:
-			opts.TrustedRoots = pool
+	// acme.ca, one CA or a list: one tlsmgr.CA each, in order.
+	for i, ca := range cfg.ACME.CAList() {
+		c := tlsmgr.CA{URL: ca.Directory, Profile: ca.Profile}
+		if ca.CARootFile != "" {
+			at := "acme.ca_root_file"
+			if cfg.ACME.CAs != nil && cfg.ACME.CAs[i].CARootFile != "" {
+				at = cfg.CAPath(i) + ".ca_root_file"
+			}
+			pem, err := os.ReadFile(ca.CARootFile)
+			pool := x509.NewCertPool()
+			switch {
+			case err != nil:
+				errs = append(errs, cfg.ErrorAt(at, "%v", err))
+			case !pool.AppendCertsFromPEM(pem):
+				errs = append(errs, cfg.ErrorAt(at, "%s: no PEM certificates found", ca.CARootFile))
+			default:
+				c.TrustedRoots = pool
+			}
 		}
+		if ca.EAB.KeyID != "" {
+			c.EAB = &acme.EAB{KeyID: ca.EAB.KeyID, MACKey: ca.EAB.HMACKey}
+		}
+		opts.CAs = append(opts.CAs, c)
 	}
-	if cfg.ACME.EAB.KeyID != "" {
-		opts.EAB = &acme.EAB{KeyID: cfg.ACME.EAB.KeyID, MACKey: cfg.ACME.EAB.HMACKey}
+	if len(opts.CAs) == 1 { // the single form, as before
+		opts.TrustedRoots, opts.EAB, opts.CAs = opts.CAs[0].TrustedRoots, opts.CAs[0].EAB, nil
 	}
 	var err error
 	if opts.ListenHost, opts.HTTPPort, err = splitListen(cfg.Listen.HTTP); err != nil {
@@ -205,10 +217,11 @@ func buildTLS(cfg *config.Config) (tlsmgr.Options, error) {
 	var plain []tlsmgr.Group
 	for i, s := range cfg.Sites {
 		if s.DNS == "" {
-			k := slices.IndexFunc(plain, func(g tlsmgr.Group) bool { return g.Profile == cfg.SiteProfile(s) })
+			own := s.Profile != ""
+			k := slices.IndexFunc(plain, func(g tlsmgr.Group) bool { return g.Profile == cfg.SiteProfile(s) && g.OwnProfile == own })
 			if k < 0 {
 				k = len(plain)
-				plain = append(plain, tlsmgr.Group{Profile: cfg.SiteProfile(s)})
+				plain = append(plain, tlsmgr.Group{Profile: cfg.SiteProfile(s), OwnProfile: own})
 			}
 			for _, h := range s.Hosts {
 				if h != config.CatchAll {
@@ -226,7 +239,7 @@ func buildTLS(cfg *config.Config) (tlsmgr.Options, error) {
 		for _, h := range s.Hosts {
 			names = append(names, strings.ToLower(h))
 		}
-		opts.Groups = append(opts.Groups, tlsmgr.Group{Names: names, DNS: dns, Profile: cfg.SiteProfile(s)})
+		opts.Groups = append(opts.Groups, tlsmgr.Group{Names: names, DNS: dns, Profile: cfg.SiteProfile(s), OwnProfile: s.Profile != ""})
 	}
 	plain = slices.DeleteFunc(plain, func(g tlsmgr.Group) bool { return len(g.Names) == 0 }) // catch-all only
 	opts.Groups = append(plain, opts.Groups...)

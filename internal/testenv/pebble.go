@@ -88,6 +88,11 @@ type PebbleOptions struct {
 	// AlwaysValid skips validation (PEBBLE_VA_ALWAYS_VALID=1), for tests that
 	// are not about challenges.
 	AlwaysValid bool
+	// ListenPort and ManagementPort fix the ACME and management listeners'
+	// ports (on 127.0.0.1), so that a Pebble started again answers at the
+	// same directory URL (with a fresh state: a new root, no accounts).
+	// 0 picks unused ports.
+	ListenPort, ManagementPort int
 }
 
 // Pebble is a running Pebble ACME server.
@@ -118,6 +123,12 @@ func StartPebble(tb TB, opts PebbleOptions) *Pebble {
 		tb.Fatalf("StartPebble: DNSServer is required (use StartChallTestSrv)")
 	}
 	ports := FreePorts(tb, 4)
+	if opts.ListenPort != 0 {
+		ports[0] = opts.ListenPort
+	}
+	if opts.ManagementPort != 0 {
+		ports[1] = opts.ManagementPort
+	}
 	listen, mgmt := Addr(ports[0]), Addr(ports[1])
 	if opts.HTTPPort == 0 {
 		opts.HTTPPort = ports[2]

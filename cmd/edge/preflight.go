@@ -3,11 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/farmedge/edge/challenge"
@@ -57,6 +61,8 @@ func cmdPreflight(ctx context.Context, args []string, stdout io.Writer) error {
 
 	results := challenge.Preflight{Attempts: *attempts, ConnectTo: *connect}.Check(ctx, names, probe)
 	dnsLines, failed := checkDelegations(ctx, cfg)
+	caaLines, caaFailed := checkCAA(ctx, cfg, storage)
+	dnsLines, failed = append(dnsLines, caaLines...), failed+caaFailed
 	for _, r := range results {
 		if r.Failed() > 0 {
 			failed++
@@ -75,7 +81,7 @@ func cmdPreflight(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	if failed > 0 {
-		return fmt.Errorf("preflight: %d checks failed: HTTP-01 requests that no edge could answer, or missing delegations", failed)
+		return fmt.Errorf("preflight: %d checks failed: HTTP-01 requests that no edge could answer, missing delegations, or CAA records that refuse the CA", failed)
 	}
 	return nil
 }
@@ -144,6 +150,45 @@ func checkDelegations(ctx context.Context, cfg *config.Config) (lines []string, 
 				continue
 			}
 			lines = append(lines, fmt.Sprintf("%s: ok: _acme-challenge delegated to %s", h, s.Delegate))
+		}
+	}
+	return lines, failed
+}
+
+// checkCAA checks, for every managed name and every CA of acme.ca, that
+// the name's CAA records (RFC 8659, RFC 8657) allow the CA and the
+// account edge has there, as the first configured resolver sees them. It
+// returns one line per name and CA.
+func checkCAA(ctx context.Context, cfg *config.Config, st certmagic.Storage) (lines []string, failed int) {
+	resolver := "1.1.1.1:53"
+	if len(cfg.ACME.DNSResolvers) > 0 {
+		resolver = cfg.ACME.DNSResolvers[0]
+	}
+	for i, ca := range cfg.ACME.CAList() {
+		acct, err := tlsmgr.AccountURI(ctx, st, ca.Directory, cfg.ACME.Email)
+		if err != nil && !errors.Is(err, tlsmgr.ErrNoAccount) {
+			lines = append(lines, fmt.Sprintf("CAA: %s: WARN: reading edge's account: %v", cfg.CAPath(i), err))
+		}
+		for _, s := range cfg.Sites {
+			methods := slices.Clone(cfg.ACME.Challenges)
+			if s.DNS != "" {
+				methods = []string{"dns-01"}
+			}
+			for _, h := range s.Hosts {
+				if h == config.CatchAll || net.ParseIP(h) != nil {
+					continue // no CAA for IP addresses (RFC 8738 section 6)
+				}
+				r := challenge.CheckCAA(ctx, resolver, strings.ToLower(h), challenge.CAACA{Domain: ca.CAA, AccountURI: acct, Methods: methods})
+				switch {
+				case !r.OK:
+					failed++
+					lines = append(lines, fmt.Sprintf("%s: FAIL: CAA for %s: %s", h, ca.URL, r.Detail))
+				case r.Warning != "":
+					lines = append(lines, fmt.Sprintf("%s: WARN: CAA for %s: %s", h, ca.URL, r.Warning))
+				default:
+					lines = append(lines, fmt.Sprintf("%s: ok: CAA for %s: %s", h, ca.URL, r.Detail))
+				}
+			}
 		}
 	}
 	return lines, failed

@@ -298,6 +298,11 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, r *http.Request,
 	}
 	if t.headerTimeout > 0 {
 		pc.SetReadDeadline(time.Now().Add(t.headerTimeout))
+		// A cancel that came before the deadline was set would be undone
+		// by it; one after it sets its own (see stop).
+		if err := ctx.Err(); err != nil {
+			return nil, false, err
+		}
 	}
 	if _, err := pc.br.Peek(1); err != nil {
 		return nil, false, fmt.Errorf("reading the response from %s: %w", pc.addr, err)
@@ -323,6 +328,9 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, r *http.Request,
 	}
 	if t.headerTimeout > 0 {
 		pc.SetReadDeadline(time.Time{})
+		if err := ctx.Err(); err != nil {
+			return nil, true, err
+		}
 	}
 	if res.StatusCode == http.StatusSwitchingProtocols {
 		// Not asked for (upgrades go to fallback): nothing can follow it.

@@ -72,6 +72,9 @@ func TestCAFallback(t *testing.T) {
 		t.Fatalf("handshake with the second CA's roots: %v", err)
 	}
 	c := caCerts(t, e)["fallback.test"]
+	if c.OCSP != "none" {
+		t.Errorf("/api/certificates ocsp = %q, want none (Pebble's certificates name no OCSP responder)", c.OCSP)
+	}
 	if c.CA != second.DirectoryURL {
 		t.Fatalf("/api/certificates ca = %q, want the second CA %s", c.CA, second.DirectoryURL)
 	}

@@ -1,7 +1,9 @@
 package tlsmgr
 
 import (
+	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -46,6 +48,11 @@ type CertStatus struct {
 	// ARIWindow is the CA's suggested renewal window (RFC 9773), nil when
 	// none is known for the certificate serving.
 	ARIWindow *Window `json:"ari_window,omitempty"`
+	// OCSP says whether an OCSP response is stapled: "stapled", "none"
+	// (the certificate names no OCSP responder, as Let's Encrypt's since
+	// 2025 and Pebble's) or "error: ..." (it names one, and no good
+	// response is held: handshakes go without a staple).
+	OCSP string `json:"ocsp,omitempty"`
 	// Profile is the ACME profile asked for ("" the CA's default).
 	Profile   string `json:"profile,omitempty"`
 	State     string `json:"state"`
@@ -143,6 +150,11 @@ func (m *Manager) Certificates() []CertStatus {
 			st.Issuer = issuerName(leaf.Issuer.CommonName, leaf.Issuer.Organization)
 			st.NotBefore, st.NotAfter = leaf.NotBefore, leaf.NotAfter
 			ari, ca := m.storedInfo(name, leaf)
+			for _, c := range m.cache.AllMatchingCertificates(name) {
+				if c.Leaf == leaf {
+					st.OCSP = ocspState(c.Certificate)
+				}
+			}
 			st.CA = ca
 			if ari != nil && ari.HasWindow() {
 				st.ARIWindow = &Window{Start: ari.SuggestedWindow.Start, End: ari.SuggestedWindow.End}
@@ -252,4 +264,17 @@ func hostOnly(hostport string) string {
 		return h
 	}
 	return hostport
+}
+
+// ocspState is CertStatus.OCSP for c. certmagic staples a good response
+// it fetched (logging any fetch failure at debug level only), and for a
+// certificate without an OCSP URL it fetches nothing.
+func ocspState(c tls.Certificate) string {
+	switch {
+	case len(c.OCSPStaple) > 0:
+		return "stapled"
+	case c.Leaf == nil || len(c.Leaf.OCSPServer) == 0:
+		return "none"
+	}
+	return fmt.Sprintf("error: no good OCSP response from %s stapled", c.Leaf.OCSPServer[0])
 }

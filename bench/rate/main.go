@@ -34,37 +34,81 @@ import (
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:8443", "server address")
-	sni := flag.String("sni", "bench.test", "TLS server name and Host header")
-	path := flag.String("path", "/", "request path")
-	rate := flag.Float64("rate", 1000, "offered requests per second (all connections together)")
-	conc := flag.Int("c", 50, "keep-alive connections")
-	dur := flag.Duration("d", 10*time.Second, "time over which requests are due")
-	grace := flag.Duration("grace", 5*time.Second, "after -d, how long late requests may still be sent and answered")
+	var o options
+	flag.StringVar(&o.addr, "addr", "127.0.0.1:8443", "server address")
+	flag.StringVar(&o.sni, "sni", "bench.test", "TLS server name and Host header")
+	flag.StringVar(&o.path, "path", "/", "request path")
+	flag.Float64Var(&o.rate, "rate", 1000, "offered requests per second (all connections together)")
+	flag.IntVar(&o.conc, "c", 50, "keep-alive connections")
+	flag.DurationVar(&o.dur, "d", 10*time.Second, "time over which requests are due")
+	flag.DurationVar(&o.grace, "grace", 5*time.Second, "after -d, how long late requests may still be sent and answered")
 	flag.Parse()
-	if *rate <= 0 || *conc < 1 || *dur <= 0 {
+	if o.rate <= 0 || o.conc < 1 || o.dur <= 0 {
 		fmt.Fprintln(os.Stderr, "rate: -rate, -c and -d must be positive")
 		os.Exit(2)
 	}
+	r, err := run(o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rate:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("offered=%.0f rps=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f ok=%d errors=%d late=%d\n",
+		o.rate, r.rps, ms(r.pct(0.50)), ms(r.pct(0.90)), ms(r.pct(0.99)), ms(r.pct(0.999)), r.ok, r.errs, r.late)
+	if r.lastErr != "" {
+		fmt.Fprintln(os.Stderr, "rate: last error:", r.lastErr)
+	}
+}
 
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// options are the flags.
+type options struct {
+	addr, sni, path string
+	rate            float64
+	conc            int
+	dur, grace      time.Duration
+}
+
+// result is one run's outcome.
+type result struct {
+	lats     []time.Duration // sorted; answered and late requests
+	rps      float64         // answered per second
+	ok, errs int
+	late     int // never sent or never answered by -d plus -grace
+	lastErr  string
+}
+
+// pct returns the p-quantile of the latencies (nearest rank).
+func (r result) pct(p float64) time.Duration {
+	if len(r.lats) == 0 {
+		return 0
+	}
+	i := int(float64(len(r.lats))*p+0.5) - 1
+	return r.lats[max(0, min(i, len(r.lats)-1))]
+}
+
+// run offers o.rate requests per second for o.dur, open loop.
+func run(o options) (result, error) {
 	cfg := &tls.Config{
-		ServerName:         *sni,
+		ServerName:         o.sni,
 		InsecureSkipVerify: true, // a benchmark of the server; bench/run checks the chain once
 		NextProtos:         []string{"http/1.1"},
 		CurvePreferences:   []tls.CurveID{tls.X25519},
 		MinVersion:         tls.VersionTLS12,
 	}
-	req := []byte("GET " + *path + " HTTP/1.1\r\nHost: " + *sni + "\r\nUser-Agent: rate\r\n\r\n")
-	interval := time.Duration(float64(time.Second) / *rate)
-	total := int64(dur.Seconds() * *rate)
+	req := []byte("GET " + o.path + " HTTP/1.1\r\nHost: " + o.sni + "\r\nUser-Agent: rate\r\n\r\n")
+	interval := time.Duration(float64(time.Second) / o.rate)
+	total := int64(o.dur.Seconds() * o.rate)
 
 	// Connect first: dialling is not part of the measured schedule.
-	conns := make([]*conn, *conc)
+	conns := make([]*conn, o.conc)
 	for i := range conns {
-		c, err := dial(*addr, cfg)
+		c, err := dial(o.addr, cfg)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "rate: connecting:", err)
-			os.Exit(1)
+			for _, c := range conns[:i] {
+				c.Close()
+			}
+			return result{}, fmt.Errorf("connecting: %w", err)
 		}
 		conns[i] = c
 	}
@@ -79,7 +123,7 @@ func main() {
 		wg     sync.WaitGroup
 	)
 	start := time.Now().Add(10 * time.Millisecond)
-	hard := start.Add(*dur + *grace) // nothing is sent or waited for after this
+	hard := start.Add(o.dur + o.grace) // nothing is sent or waited for after this
 	for _, c := range conns {
 		wg.Go(func() {
 			local := make([]time.Duration, 0, int(total)/len(conns)+16)
@@ -118,7 +162,7 @@ func main() {
 				}
 				if c == nil {
 					var err error
-					if c, err = dial(*addr, cfg); err != nil {
+					if c, err = dial(o.addr, cfg); err != nil {
 						lerr++
 						lmsg = err.Error()
 						continue
@@ -145,22 +189,10 @@ func main() {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	answered := len(lats) - late
 	slices.Sort(lats)
-	pct := func(p float64) float64 {
-		if len(lats) == 0 {
-			return 0
-		}
-		i := int(float64(len(lats))*p+0.5) - 1
-		i = max(0, min(i, len(lats)-1))
-		return float64(lats[i].Microseconds()) / 1000
-	}
-	fmt.Printf("offered=%.0f rps=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f ok=%d errors=%d late=%d\n",
-		*rate, float64(answered)/min(elapsed, *dur+*grace).Seconds(), pct(0.50), pct(0.90), pct(0.99), pct(0.999),
-		answered, errs, late)
-	if errMsg != "" {
-		fmt.Fprintln(os.Stderr, "rate: last error:", errMsg)
-	}
+	r := result{lats: lats, ok: len(lats) - late, errs: errs, late: late, lastErr: errMsg}
+	r.rps = float64(r.ok) / min(elapsed, o.dur+o.grace).Seconds()
+	return r, nil
 }
 
 // conn is one keep-alive connection.

@@ -353,6 +353,10 @@ func featureBackend(t *testing.T, n int) (*httptest.Server, *atomic.Int64) {
 		}
 		hits.Add(1)
 		w.Header().Set("X-Backend", fmt.Sprint(n))
+		w.Header().Set("X-Seen-Host", r.Host)
+		w.Header().Set("X-Seen-Client", r.Header.Get("X-Edge-Client"))
+		w.Header().Set("X-Seen-Debug", r.Header.Get("X-Debug"))
+		w.Header().Set("X-Powered-By", "backend")
 		if r.URL.Path == "/big" {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			w.Header().Set("Content-Length", fmt.Sprint(len(bigPage)))
@@ -371,7 +375,10 @@ var bigPage = "<!doctype html><title>edge</title>" + strings.Repeat("<p>a page l
 // header, and checks through its HTTPS listener (HTTP/2): zstd and gzip
 // bodies that decode to the backend's page with Vary, small answers
 // untouched, one session id on one backend while ids spread over both,
-// and the REST drain by host:port.
+// the REST drain by host:port; request and response header rules with
+// placeholders, host_header, and a site in maintenance from the start,
+// whose certificate still came by HTTP-01 from Pebble and whose requests
+// get 503 with Retry-After and never reach the backend.
 func TestProxyFeatures(t *testing.T) {
 	ports := testenv.FreePorts(t, 3)
 	peb := startPebbleHTTP01(t, ports[0])
@@ -380,14 +387,26 @@ func TestProxyFeatures(t *testing.T) {
 	conf := pConf{
 		httpPort: ports[0], httpsPort: ports[1], adminPort: ports[2],
 		peb: peb, storage: filepath.Join(t.TempDir(), "storage"),
-		sites: []pSite{{hosts: []string{"a.test"}, extra: "    compress: true\n"}},
-		pools: []pPool{{name: "web", backends: []string{b1.URL, b2.URL}, policy: "hash", extra: "    hash: {header: X-Session-Id}\n"}},
+		sites: []pSite{
+			{hosts: []string{"a.test"}, extra: "    compress: true\n" +
+				"    headers:\n" +
+				"      request: {set: {X-Edge-Client: \"{client_ip} via {scheme}\"}, remove: [X-Debug]}\n" +
+				"      response: {set: {X-Frame-Options: DENY}, remove: [X-Powered-By]}\n"},
+			// In maintenance from the start: its certificate still comes
+			// by HTTP-01 (startServing waits for every name's).
+			{hosts: []string{"m.test"}, pool: "internal", extra: "    maintenance: true\n"},
+			{hosts: []string{"h.test"}, pool: "internal"},
+		},
+		pools: []pPool{
+			{name: "web", backends: []string{b1.URL, b2.URL}, policy: "hash", extra: "    hash: {header: X-Session-Id}\n"},
+			{name: "internal", backends: []string{b1.URL}, extra: "    host_header: intranet.local\n"},
+		},
 	}
 	e, roots := startServing(t, peb, conf.yaml())
 	client := testenv.HTTPSClient(roots, e.HTTPSAddr)
-	get := func(path string, header ...string) (*http.Response, []byte) {
+	getHost := func(host, path string, header ...string) (*http.Response, []byte) {
 		t.Helper()
-		req, _ := http.NewRequestWithContext(t.Context(), "GET", "https://a.test"+path, nil)
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", "https://"+host+path, nil)
 		for i := 0; i+1 < len(header); i += 2 {
 			req.Header.Set(header[i], header[i+1])
 		}
@@ -402,6 +421,38 @@ func TestProxyFeatures(t *testing.T) {
 		}
 		return res, b
 	}
+	get := func(path string, header ...string) (*http.Response, []byte) {
+		t.Helper()
+		return getHost("a.test", path, header...)
+	}
+
+	t.Run("header rules", func(t *testing.T) {
+		res, _ := get("/", "X-Debug", "1")
+		switch {
+		case res.Header.Get("X-Seen-Client") != "127.0.0.1 via https":
+			t.Errorf("the backend saw X-Edge-Client %q, want \"127.0.0.1 via https\"", res.Header.Get("X-Seen-Client"))
+		case res.Header.Get("X-Seen-Debug") != "":
+			t.Errorf("X-Debug reached the backend: %q", res.Header.Get("X-Seen-Debug"))
+		case res.Header.Get("X-Frame-Options") != "DENY" || res.Header.Get("X-Powered-By") != "":
+			t.Errorf("response headers: X-Frame-Options %q, X-Powered-By %q", res.Header.Get("X-Frame-Options"), res.Header.Get("X-Powered-By"))
+		case res.Header.Get("X-Seen-Host") != "a.test":
+			t.Errorf("the backend saw Host %q, want the public a.test", res.Header.Get("X-Seen-Host"))
+		}
+		if res, _ := getHost("h.test", "/"); res.Header.Get("X-Seen-Host") != "intranet.local" {
+			t.Errorf("host_header: the backend saw Host %q, want intranet.local", res.Header.Get("X-Seen-Host"))
+		}
+	})
+
+	t.Run("maintenance", func(t *testing.T) {
+		before := hits1.Load()
+		res, body := getHost("m.test", "/")
+		if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "503") {
+			t.Fatalf("maintenance: %d, Retry-After %q, body %q", res.StatusCode, res.Header.Get("Retry-After"), body)
+		}
+		if hits1.Load() != before {
+			t.Errorf("a request to a site in maintenance reached the backend")
+		}
+	})
 
 	t.Run("compression", func(t *testing.T) {
 		for _, ce := range []string{"zstd", "gzip"} {

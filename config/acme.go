@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 )
 
 // DefaultIPProfiles are the ACME profiles whose certificates may name IP
@@ -34,9 +35,16 @@ func (c *Config) SiteProfile(s Site) string {
 	return c.ACME.Profile
 }
 
-// acmeRenewal checks renew_at against renewal_window_ratio.
+// MinARIRefresh is the shortest acme.ari_refresh accepted.
+const MinARIRefresh = time.Second
+
+// acmeRenewal checks renew_at against renewal_window_ratio, and
+// ari_refresh.
 func (v *validator) acmeRenewal() {
 	a := v.c.ACME
+	if a.ARIRefresh != 0 && a.ARIRefresh < MinARIRefresh {
+		v.errorf("acme.ari_refresh", "ari_refresh %v must be 0 (follow the CA's Retry-After) or at least %v", a.ARIRefresh, MinARIRefresh)
+	}
 	if a.RenewAt != 0 && !(a.RenewAt > 0 && a.RenewAt < 1) { // NaN too
 		v.errorf("acme.renew_at", "renew_at %v must be between 0 and 1 (a share of the lifetime: 0.66 renews a 90-day certificate after about 59 days)", a.RenewAt)
 		return

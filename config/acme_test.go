@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestACMEProfilesAndIPHosts(t *testing.T) {
@@ -82,6 +83,35 @@ func TestRenewAt(t *testing.T) {
 			}
 			if got := strings.Join(c.ACME.IPProfiles, ","); got != "shortlived" {
 				t.Errorf("ip_profiles default = %q, want shortlived", got)
+			}
+		})
+	}
+}
+
+func TestARIRefresh(t *testing.T) {
+	tests := []struct {
+		name string
+		acme string
+		want time.Duration
+		err  string
+	}{
+		{"unset: follow the CA's Retry-After", `{}`, 0, ""},
+		{"zero", `{ari_refresh: 0s}`, 0, ""},
+		{"two seconds", `{ari_refresh: 2s}`, 2 * time.Second, ""},
+		{"an hour", `{ari_refresh: 1h}`, time.Hour, ""},
+		{"under a second", `{ari_refresh: 500ms}`, 0, `1:21: ari_refresh 500ms must be 0 (follow the CA's Retry-After) or at least 1s`},
+		{"negative", `{ari_refresh: -5s}`, 0, `1:21: ari_refresh -5s must be 0`},
+		{"not a duration", `{ari_refresh: often}`, 0, `1:21: `},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := `acme: ` + tc.acme + site(`a.example.com`)
+			if tc.err != "" {
+				checkProblems(t, problems(t, src, noEnv), []string{tc.err})
+				return
+			}
+			if got := mustParse(t, src, noEnv).ACME.ARIRefresh; got != tc.want {
+				t.Errorf("ARIRefresh = %v, want %v", got, tc.want)
 			}
 		})
 	}

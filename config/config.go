@@ -111,6 +111,13 @@ type ACME struct {
 	// after about 4. 0: RenewalWindowRatio decides. certmagic is given
 	// 1-RenewAt, the share left (its RenewalWindowRatio).
 	RenewAt float64 `yaml:"renew_at"`
+	// ARIRefresh, when set, makes edge ask the CA for each managed
+	// certificate's ARI (RFC 9773) at least this often, whatever the
+	// CA's Retry-After says, and renew at once when the window has
+	// started (the CA's "replace now" signal). A deliberate deviation
+	// from RFC 9773 section 4.3, for operators who want faster reaction
+	// and for tests; at least 1s. 0 (default): follow Retry-After.
+	ARIRefresh time.Duration `yaml:"ari_refresh"`
 	// Profile is the ACME profile asked for in each order
 	// (draft-aaron-acme-profiles): Let's Encrypt's classic, tlsserver or
 	// shortlived, or any name the CA's directory lists. "": the CA's

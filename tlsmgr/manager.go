@@ -56,6 +56,13 @@ type Options struct {
 	Storage certmagic.Storage
 	// RenewalWindowRatio is certmagic's; 0 uses its default (1/3).
 	RenewalWindowRatio float64
+	// ARIRefresh, when positive, makes the Manager fetch each managed
+	// certificate's ARI (RFC 9773) from its CA at least this often,
+	// whatever the CA's Retry-After, and renew at once (through
+	// certmagic, so that the order names the certificate it replaces)
+	// when the window says so; see ari.go. 0: certmagic follows the
+	// CA's Retry-After. Every Apply takes it, without rebuilding groups.
+	ARIRefresh time.Duration
 	// Groups are the managed names, by issuer setup.
 	Groups []Group
 	// OnDemand, when set, lets a handshake for a name no Group lists obtain
@@ -155,6 +162,8 @@ type Manager struct {
 	interval atomic.Int64
 	// ari caches the ARI stored with each certificate, for status.
 	ari ariBook
+	// ariRefresh is Options.ARIRefresh of the last Apply.
+	ariRefresh atomic.Int64
 	// challenges counts edge_acme_challenges_total from the ACME client's log.
 	challenges *challengeCounter
 
@@ -295,6 +304,7 @@ func (m *Manager) Apply(ctx context.Context, opts Options) error {
 	if m.stopped.Load() {
 		return errors.New("stopping")
 	}
+	m.ariRefresh.Store(int64(opts.ARIRefresh))
 	old := m.cur.Load()
 	reusable := map[groupKey]*group{}
 	if old != nil && sameIssuerSetup(old.opts, opts) {
@@ -382,6 +392,7 @@ func (m *Manager) baseCtx(ctx context.Context) context.Context {
 	if m.base == nil {
 		m.base, m.baseCancel = context.WithCancel(ctx)
 		m.wg.Go(func() { m.maintain(m.base) })
+		m.wg.Go(func() { m.refreshARILoop(m.base) })
 	}
 	return m.base
 }

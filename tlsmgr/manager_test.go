@@ -25,7 +25,9 @@ import (
 var (
 	comparedOptions = []string{"CA", "Email", "TrustedRoots", "EAB", "CAs", "HTTP01", "TLSALPN01",
 		"HTTPPort", "TLSPort", "ListenHost", "Storage", "RenewalWindowRatio", "Groups", "OnDemand"}
-	processWideOptions = []string{"OnObtained", "OnOrder", "Logger", "Metrics"}
+	// ARIRefresh is configuration, but every Apply takes it as it is,
+	// without rebuilding a group.
+	processWideOptions = []string{"OnObtained", "OnOrder", "Logger", "Metrics", "ARIRefresh"}
 )
 
 func TestOptionsFieldsAccountedFor(t *testing.T) {

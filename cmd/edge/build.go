@@ -169,6 +169,7 @@ func buildTLS(cfg *config.Config) (tlsmgr.Options, error) {
 		CA:                 cfg.ACME.CADirectory,
 		Email:              cfg.ACME.Email,
 		RenewalWindowRatio: cfg.ACME.RenewalRatio(),
+		ARIRefresh:         cfg.ACME.ARIRefresh,
 	}
 	for _, c := range cfg.ACME.Challenges {
 		switch c {

@@ -337,3 +337,54 @@ func (p *Pebble) CertStatus(serial string) (PebbleCertStatus, error) {
 	}
 	return s, nil
 }
+
+// SetRenewalInfo makes Pebble answer ARI (RFC 9773) for the certificate
+// certPEM (its serial) with a suggested window from start to end
+// (management API /set-renewal-info/; Pebble still sends Retry-After 6h).
+func (p *Pebble) SetRenewalInfo(certPEM []byte, start, end time.Time) error {
+	ari, _ := json.Marshal(map[string]any{"suggestedWindow": map[string]time.Time{"start": start.UTC(), "end": end.UTC()}})
+	body, _ := json.Marshal(map[string]string{"Certificate": string(certPEM), "ARIResponse": string(ari)})
+	resp, err := p.client.Post(p.ManagementURL+"/set-renewal-info/", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("pebble set-renewal-info: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("pebble set-renewal-info: %s: %s", resp.Status, b)
+	}
+	return nil
+}
+
+// Replacements returns, from Pebble's log, each order Pebble accepted as
+// the replacement of an earlier one ("ARI: order X is a replacement of
+// Y": the new order's "replaces" named the certificate Y issued), new
+// order ID to replaced order ID.
+func (p *Pebble) Replacements() map[string]string {
+	out := map[string]string{}
+	for _, line := range strings.Split(p.Log(), "\n") {
+		var n, o string
+		if i := strings.Index(line, "ARI: order "); i >= 0 {
+			if _, err := fmt.Sscanf(line[i:], "ARI: order %q is a replacement of %q", &n, &o); err == nil {
+				out[n] = o
+			}
+		}
+	}
+	return out
+}
+
+// IssuedOrder returns the ID of the order that Pebble issued the
+// certificate with serial (hex, any case) for, from its log ("Issued
+// certificate serial S for order O"); "" if none.
+func (p *Pebble) IssuedOrder(serial string) string {
+	for _, line := range strings.Split(p.Log(), "\n") {
+		var s, o string
+		if i := strings.Index(line, "Issued certificate serial "); i >= 0 {
+			if _, err := fmt.Sscanf(line[i:], "Issued certificate serial %s for order %s", &s, &o); err == nil &&
+				strings.EqualFold(strings.TrimLeft(s, "0"), strings.TrimLeft(serial, "0")) {
+				return o
+			}
+		}
+	}
+	return ""
+}

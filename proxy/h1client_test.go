@@ -30,22 +30,11 @@ type rawBackend struct {
 
 func newRawBackend(t *testing.T, answers ...string) *rawBackend {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &rawBackend{ln: ln}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b.conns.Add(1)
-			go b.serve(c, answers)
-		}
-	}()
+	b := &rawBackend{}
+	b.ln = serveConns(t, func(c net.Conn) {
+		b.conns.Add(1)
+		b.serve(c, answers)
+	})
 	return b
 }
 
@@ -73,6 +62,27 @@ func (b *rawBackend) serve(c net.Conn, answers []string) {
 }
 
 func (b *rawBackend) url() string { return "http://" + b.ln.Addr().String() }
+
+// serveConns listens on loopback and hands each accepted connection to
+// serve in a goroutine of its own, until the test ends.
+func serveConns(t *testing.T, serve func(net.Conn)) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serve(c)
+		}
+	}()
+	return ln
+}
 
 func newTestH1(t *testing.T, to Timeouts) *h1Transport {
 	t.Helper()
@@ -164,27 +174,12 @@ func TestH1ClientFraming(t *testing.T) {
 // connection.
 func newClosingBackend(t *testing.T, answer string) *rawBackend {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	b := &rawBackend{ln: ln}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
-					io.WriteString(c, answer)
-				}
-			}()
+	return &rawBackend{ln: serveConns(t, func(c net.Conn) {
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+			io.WriteString(c, answer)
 		}
-	}()
-	return b
+	})}
 }
 
 func TestH1ClientReusesConnections(t *testing.T) {
@@ -206,29 +201,16 @@ func TestH1ClientReusesConnections(t *testing.T) {
 // failure, a POST never meets the closed connection (it is peeked at first).
 func TestH1ClientResendsOnAStaleConnection(t *testing.T) {
 	closed := make(chan struct{}, 16)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	var requests atomic.Int32
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				if req, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
-					io.Copy(io.Discard, req.Body)
-					requests.Add(1)
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				}
-				c.Close()
-				closed <- struct{}{}
-			}()
+	ln := serveConns(t, func(c net.Conn) {
+		if req, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+			io.Copy(io.Discard, req.Body)
+			requests.Add(1)
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		}
-	}()
+		c.Close()
+		closed <- struct{}{}
+	})
 	u := "http://" + ln.Addr().String() + "/"
 	h1 := newTestH1(t, Timeouts{Connect: time.Second})
 	for i := range 6 {
@@ -311,25 +293,20 @@ func TestH1ClientWritesTheRequest(t *testing.T) {
 // (504), and a canceled request ends at once with context.Canceled (499);
 // neither is mistaken for a stale connection.
 func TestH1ClientTimeoutAndCancel(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	var accepted atomic.Int32
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			t.Cleanup(func() { c.Close() })
+	held := make(chan net.Conn, 4)
+	ln := serveConns(t, func(c net.Conn) {
+		accepted.Add(1)
+		held <- c // kept open, never answered
+	})
+	t.Cleanup(func() {
+		for len(held) > 0 {
+			(<-held).Close()
 		}
-	}()
+	})
 	u := "http://" + ln.Addr().String() + "/"
 	h1 := newTestH1(t, Timeouts{Connect: time.Second, ResponseHeader: 100 * time.Millisecond})
-	_, _, err = get(t, h1, "GET", u, nil)
+	_, _, err := get(t, h1, "GET", u, nil)
 	if StatusForError(err) != http.StatusGatewayTimeout {
 		t.Fatalf("err %v maps to %d, want 504", err, StatusForError(err))
 	}

@@ -69,7 +69,17 @@ func (c *Config) PoolNames() []string {
 type Listen struct {
 	HTTP  string `yaml:"http"`
 	HTTPS string `yaml:"https"`
+	// HTTP1 is the HTTP/1.1 server of the HTTPS listener: "edge" (the
+	// default: edge's own, package h1) or "net/http" (Go's, as before
+	// edge had its own). HTTP/2 is Go's either way.
+	HTTP1 string `yaml:"http1"`
 }
+
+// The values of listen.http1.
+const (
+	HTTP1Edge    = "edge"
+	HTTP1NetHTTP = "net/http"
+)
 
 // Admin is the admin listener (/metrics, /healthz, /readyz, /api/).
 // Default listen: "127.0.0.1:9180". A token is required off loopback.

@@ -70,6 +70,7 @@ const (
 func (c *Config) ApplyDefaults() {
 	setStr(&c.Listen.HTTP, DefaultHTTPListen)
 	setStr(&c.Listen.HTTPS, DefaultHTTPSListen)
+	setStr(&c.Listen.HTTP1, HTTP1Edge)
 	setStr(&c.Admin.Listen, DefaultAdminListen)
 
 	a := &c.ACME

@@ -191,7 +191,7 @@ pools:
 `, noEnv)
 	tr, three, queue := true, 3, DefaultQueue
 	want := &Config{
-		Listen: Listen{HTTP: ":80", HTTPS: ":443"},
+		Listen: Listen{HTTP: ":80", HTTPS: ":443", HTTP1: HTTP1Edge},
 		Admin:  Admin{Listen: "127.0.0.1:9180"},
 		ACME: ACME{
 			CA:                     "letsencrypt",

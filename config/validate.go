@@ -144,6 +144,7 @@ func (v *validator) run() {
 	v.notBuilt()
 	v.addr("listen.http", c.Listen.HTTP, ":80", listenPort)
 	v.addr("listen.https", c.Listen.HTTPS, ":443", listenPort)
+	v.oneOf("listen.http1", "HTTP/1.1 server", c.Listen.HTTP1, []string{HTTP1Edge, HTTP1NetHTTP})
 	v.admin()
 	v.acme()
 	v.onDemand()

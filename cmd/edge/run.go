@@ -32,6 +32,7 @@ import (
 	"github.com/farmedge/edge/challenge"
 	"github.com/farmedge/edge/config"
 	"github.com/farmedge/edge/export"
+	"github.com/farmedge/edge/h1"
 	"github.com/farmedge/edge/listener"
 	"github.com/farmedge/edge/proxy"
 	"github.com/farmedge/edge/tlsmgr"
@@ -389,7 +390,7 @@ func (s *server) reload(ctx context.Context, why string, data []byte) {
 		// token rule depends on the address actually bound.
 		switch {
 		case cfg.Listen != old.Listen:
-			err = cfg.ErrorAt("listen", "listen addresses changed: restart edge to apply them")
+			err = cfg.ErrorAt("listen", "listen changed: restart edge to apply it")
 		case cfg.Admin.Listen != old.Admin.Listen:
 			err = cfg.ErrorAt("admin.listen", "admin.listen changed: restart edge to apply it")
 		case !reflect.DeepEqual(cfg.ProxyProtocol, old.ProxyProtocol):
@@ -468,6 +469,38 @@ type httpServer struct {
 	srv   *http.Server
 	tls   bool
 	conns *newConns
+	// h1, for the HTTPS listener, serves HTTP/1.1 itself and hands h2
+	// connections to srv (package h1); nil: srv serves everything.
+	h1 *h1.Server
+}
+
+// serveOn runs the server on ln until it is shut down.
+func (l httpServer) serveOn(ln net.Listener) error {
+	switch {
+	case l.h1 != nil:
+		return l.h1.Serve(ln)
+	case l.tls:
+		return l.srv.ServeTLS(ln, "", "")
+	default:
+		return l.srv.Serve(ln)
+	}
+}
+
+// shutdown drains the server (Shutdown), closing what is left when ctx
+// ends.
+func (l httpServer) shutdown(ctx context.Context) error {
+	if l.h1 != nil {
+		err := l.h1.Shutdown(ctx)
+		if err != nil {
+			_ = l.h1.Close()
+		}
+		return err
+	}
+	err := l.srv.Shutdown(ctx)
+	if err != nil {
+		_ = l.srv.Close()
+	}
+	return err
 }
 
 // newConnGrace is how long, once SIGTERM has closed the listeners, a
@@ -551,6 +584,9 @@ func (s *server) servers(cfg *config.Config) []httpServer {
 		},
 	}))
 	lns := []httpServer{{name: "http", srv: httpSrv}, {name: "https", srv: httpsSrv, tls: true}, {name: "admin", srv: adminSrv}}
+	if cfg.Listen.HTTP1 != config.HTTP1NetHTTP {
+		lns[1].h1 = &h1.Server{Config: httpsSrv}
+	}
 	for i := range lns {
 		lns[i].conns = &newConns{m: map[net.Conn]struct{}{}}
 		lns[i].srv.ConnState = lns[i].conns.track
@@ -568,12 +604,7 @@ func (s *server) serve(ctx context.Context, cfg *config.Config, sockets []net.Li
 		ln := sockets[i]
 		log.Info("listening", zap.String("listener", l.name), zap.String("addr", ln.Addr().String()))
 		go func() {
-			var err error
-			if l.tls {
-				err = l.srv.ServeTLS(ln, "", "")
-			} else {
-				err = l.srv.Serve(ln)
-			}
+			err := l.serveOn(ln)
 			if !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("%s listener: %w", l.name, err)
 				return
@@ -597,9 +628,8 @@ func (s *server) serve(ctx context.Context, cfg *config.Config, sockets []net.Li
 			// stop that long. Close those after newConnGrace instead.
 			t := time.AfterFunc(newConnGrace, l.conns.closeNew)
 			defer t.Stop()
-			if err := l.srv.Shutdown(shutCtx); err != nil {
+			if err := l.shutdown(shutCtx); err != nil { // drain timeout: what is left is closed
 				log.Warn("shutdown", zap.String("listener", l.name), zap.Error(err))
-				_ = l.srv.Close() // drain timeout: close what is left
 			}
 		})
 	}

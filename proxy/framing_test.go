@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/farmedge/edge/h1"
 )
 
 // TestSmugglingVectorsCloseTheConnection sends the request-smuggling
@@ -19,6 +21,10 @@ import (
 // first is answered, the connection closed, and the backend never sees the
 // hidden request.
 func TestSmugglingVectorsCloseTheConnection(t *testing.T) {
+	forEachServer(t, testSmugglingVectors)
+}
+
+func testSmugglingVectors(t *testing.T, serveOn func(http.Handler) string) {
 	var mu sync.Mutex
 	var seen []string
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -29,8 +35,7 @@ func TestSmugglingVectorsCloseTheConnection(t *testing.T) {
 	}))
 	t.Cleanup(backend.Close)
 	h := newHandler(t, simpleConfig(mustURL(t, backend.URL)))
-	srv := httptest.NewServer(h.HTTPHandler())
-	t.Cleanup(srv.Close)
+	addr := serveOn(h.HTTPHandler())
 
 	hidden := "GET /smuggled HTTP/1.1\r\nHost: example.com\r\n\r\n"
 	chunked := "0\r\n\r\n" + hidden
@@ -46,7 +51,7 @@ func TestSmugglingVectorsCloseTheConnection(t *testing.T) {
 			mu.Lock()
 			seen = nil
 			mu.Unlock()
-			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+			conn, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -85,7 +90,7 @@ func TestSmugglingVectorsCloseTheConnection(t *testing.T) {
 	}
 
 	// A plain keep-alive request with Content-Length keeps its connection.
-	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,6 +112,10 @@ func TestSmugglingVectorsCloseTheConnection(t *testing.T) {
 // gets 400 and a closed connection, and the backend, which received the
 // request head, is not blamed: no passive failure, still in rotation.
 func TestMalformedBodyIsTheClientsFault(t *testing.T) {
+	forEachServer(t, testMalformedBody)
+}
+
+func testMalformedBody(t *testing.T, serveOn func(http.Handler) string) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 	}))
@@ -116,10 +125,9 @@ func TestMalformedBodyIsTheClientsFault(t *testing.T) {
 	cfg.Metrics = m
 	cfg.Pools[0].Passive = PassiveCheck{Fails: 1, Window: time.Minute, Cooldown: time.Minute}
 	h := newHandler(t, cfg)
-	srv := httptest.NewServer(h.HTTPHandler())
-	t.Cleanup(srv.Close)
+	addr := serveOn(h.HTTPHandler())
 	for _, size := range []string{"5x", "fffffffffffffffff", "-5"} {
-		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		conn, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -143,4 +151,29 @@ func TestMalformedBodyIsTheClientsFault(t *testing.T) {
 	if got := serve(h, "GET", "http://example.com/").Code; got != 200 {
 		t.Errorf("a good request after them: %d", got)
 	}
+}
+
+// forEachServer runs a framing test against net/http's server and against
+// edge's own HTTP/1.1 server (package h1, the HTTPS listener's), each
+// serving the handler on loopback.
+func forEachServer(t *testing.T, test func(t *testing.T, serveOn func(http.Handler) string)) {
+	t.Run("net/http", func(t *testing.T) {
+		test(t, func(h http.Handler) string {
+			srv := httptest.NewServer(h)
+			t.Cleanup(srv.Close)
+			return srv.Listener.Addr().String()
+		})
+	})
+	t.Run("h1", func(t *testing.T) {
+		test(t, func(h http.Handler) string {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := &h1.Server{Config: &http.Server{Handler: h}}
+			go srv.Serve(ln)
+			t.Cleanup(func() { srv.Close() })
+			return ln.Addr().String()
+		})
+	})
 }

@@ -91,29 +91,39 @@ func (cr *connReader) Read(p []byte) (int, error) {
 // serve runs the connection until it closes, is hijacked or the server
 // stops.
 func (c *conn) serve(ctx context.Context) {
-	defer func() {
-		if v := recover(); v != nil && v != http.ErrAbortHandler {
-			buf := make([]byte, 64<<10)
-			buf = buf[:runtime.Stack(buf, false)]
-			c.srv.logf("h1: panic serving %v: %v\n%s", c.remote, v, buf)
-		}
-		if c.linger && !c.hijacked {
-			c.lingerClose()
-		}
-		c.release()
-		if !c.hijacked {
-			_ = c.rwc.Close()
-			c.srv.setState(c, http.StateClosed)
-		}
-		c.srv.forget(c)
-	}()
 	if tc, ok := c.rwc.(*tls.Conn); ok {
 		st := tc.ConnectionState()
 		c.tlsState = &st
 	}
 	c.cr.c = c
+	c.run(ctx, true, false, time.Time{})
+}
+
+// idleSwap is how long a connection waits for its next request on the
+// goroutine that served the last one. Past it, a new goroutine waits
+// instead and the old one ends: its stack, grown by the handler chain
+// (8 KiB and more), goes back to the runtime, and the waiting one starts
+// at the minimum (2 KiB). Busy keep-alive connections never swap.
+const idleSwap = 250 * time.Millisecond
+
+// run serves requests until the connection ends, or hands the wait for
+// the next request to a fresh goroutine (idleSwap). swapped says that this
+// goroutine is that fresh one, whose first wait keeps idleUntil, the
+// deadline the wait had (zero: none).
+func (c *conn) run(ctx context.Context, first, swapped bool, idleUntil time.Time) {
+	handedOver := false
+	defer func() {
+		if handedOver {
+			return
+		}
+		if v := recover(); v != nil && v != http.ErrAbortHandler {
+			buf := make([]byte, 64<<10)
+			buf = buf[:runtime.Stack(buf, false)]
+			c.srv.logf("h1: panic serving %v: %v\n%s", c.remote, v, buf)
+		}
+		c.end()
+	}()
 	cfg := c.srv.Config
-	first := true
 	for {
 		waitStart := time.Now()
 		// Wait for the request's first byte without buffers.
@@ -130,8 +140,23 @@ func (c *conn) serve(ctx context.Context) {
 		if c.br == nil || c.br.Buffered() == 0 {
 			c.release()
 			if !c.cr.pending {
-				setReadDeadline(c.rwc, wait)
+				deadline := idleUntil
+				if !swapped && wait > 0 {
+					deadline = waitStart.Add(wait)
+				}
+				swap := !first && !swapped && (deadline.IsZero() || deadline.Sub(waitStart) > 2*idleSwap)
+				swapped = false
+				if swap {
+					_ = c.rwc.SetReadDeadline(waitStart.Add(idleSwap))
+				} else {
+					_ = c.rwc.SetReadDeadline(deadline)
+				}
 				if _, err := io.ReadFull(c.rwc, c.cr.b[:]); err != nil {
+					if swap && errors.Is(err, os.ErrDeadlineExceeded) {
+						c.shed()
+						handedOver = true
+						go c.waitIdle(ctx, deadline)
+					}
 					return
 				}
 				c.cr.pending = true
@@ -159,6 +184,39 @@ func (c *conn) serve(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// waitIdle is the swapped wait for the next request (idleSwap), on a new
+// goroutine; it goes on serving when the request comes.
+func (c *conn) waitIdle(ctx context.Context, deadline time.Time) {
+	c.run(ctx, false, true, deadline)
+}
+
+// shed drops what a busy connection keeps between requests (the last
+// request, the header map, the pending-body buffer, the watch's timer)
+// when it goes idle.
+func (c *conn) shed() {
+	c.tmpl = http.Request{}
+	c.resp = response{}
+	c.mu.Lock()
+	if c.bgTimer != nil {
+		c.bgTimer.Stop()
+		c.bgTimer = nil
+	}
+	c.mu.Unlock()
+}
+
+// end closes the connection (unless hijacked) after its last answer.
+func (c *conn) end() {
+	if c.linger && !c.hijacked {
+		c.lingerClose()
+	}
+	c.release()
+	if !c.hijacked {
+		_ = c.rwc.Close()
+		c.srv.setState(c, http.StateClosed)
+	}
+	c.srv.forget(c)
 }
 
 // setReadDeadline sets a deadline d from now, or none for 0.
@@ -286,6 +344,7 @@ func (c *conn) serveOne(ctx context.Context, start time.Time) bool {
 	}
 	keep = keep && !w.closeAfter && werr == nil && !c.gone
 	clear(w.header)
+	w.req, c.tmpl = nil, http.Request{} // nothing of this request outlives it
 	if !keep {
 		c.linger = true
 	}

@@ -17,7 +17,8 @@ import (
 )
 
 // bgReadAfter is how long a handler runs before the connection starts
-// watching the client for a disconnect (which cancels the request's
+// watching the client for a disconnect (Server.sweep looks every
+// bgReadAfter/2) (which cancels the request's
 // context, as net/http does for every request). Most proxied requests are
 // answered sooner, and skip the watch's goroutine and wake-ups.
 const bgReadAfter = 100 * time.Millisecond
@@ -62,7 +63,7 @@ type conn struct {
 
 	// The disconnect watch (bgReadAfter): mu guards the rest.
 	mu       sync.Mutex
-	bgTimer  *time.Timer
+	bgSince  time.Time // when the handler started
 	bgArmed  bool // the handler is running; the timer may start a watch
 	bgBody   *body
 	bgDone   chan struct{} // a watch runs until this is closed
@@ -193,17 +194,11 @@ func (c *conn) waitIdle(ctx context.Context, deadline time.Time) {
 }
 
 // shed drops what a busy connection keeps between requests (the last
-// request, the header map, the pending-body buffer, the watch's timer)
+// request, the header map, the pending-body buffer)
 // when it goes idle.
 func (c *conn) shed() {
 	c.tmpl = http.Request{}
 	c.resp = response{}
-	c.mu.Lock()
-	if c.bgTimer != nil {
-		c.bgTimer.Stop()
-		c.bgTimer = nil
-	}
-	c.mu.Unlock()
 }
 
 // end closes the connection (unless hijacked) after its last answer.
@@ -446,27 +441,25 @@ func (b *body) takeContinue() bool {
 	return ok
 }
 
-// armWatch lets the disconnect watch start if the handler is still
-// running after bgReadAfter.
+// armWatch lets the disconnect watch start (Server.sweep) if the handler
+// is still running after bgReadAfter. No timer per request: arming and
+// re-arming a timer on every request cost more than the rest of the
+// connection's work (each one wakes the runtime's network poller).
 func (c *conn) armWatch(b *body, cancel context.CancelFunc) {
 	c.mu.Lock()
-	c.bgArmed, c.bgBody, c.bgCancel = true, b, cancel
-	if c.bgTimer == nil {
-		c.bgTimer = time.AfterFunc(bgReadAfter, c.startWatch)
-	} else {
-		c.bgTimer.Reset(bgReadAfter)
-	}
+	c.bgArmed, c.bgBody, c.bgCancel, c.bgSince = true, b, cancel, time.Now()
 	c.mu.Unlock()
 }
 
-// startWatch runs on the timer: once the request body has been read (or
-// there is none) and nothing more of the client's is buffered, one byte
-// is read from the connection; an error there means the client is gone
-// and cancels the request.
-func (c *conn) startWatch() {
+// startWatch, called by the server's sweep, starts the watch of a
+// connection whose handler has run for bgReadAfter: once the request body
+// has been read (or there is none) and nothing more of the client's is
+// buffered, one byte is read from the connection; an error there means the
+// client is gone and cancels the request.
+func (c *conn) startWatch(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.bgArmed || c.bgDone != nil || c.cr.pending {
+	if !c.bgArmed || c.bgDone != nil || c.cr.pending || now.Sub(c.bgSince) < bgReadAfter {
 		return
 	}
 	if b := c.bgBody; b != nil {
@@ -499,11 +492,10 @@ func (c *conn) startWatch() {
 	}()
 }
 
-// disarmWatch stops the timer and any watch, and waits for it.
+// disarmWatch stops any watch and waits for it.
 func (c *conn) disarmWatch() {
 	c.mu.Lock()
 	c.bgArmed = false
-	c.bgTimer.Stop()
 	done := c.bgDone
 	c.mu.Unlock()
 	if done == nil {

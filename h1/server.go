@@ -62,6 +62,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.listeners = map[net.Listener]struct{}{}
 		s.conns = map[*conn]struct{}{}
 		s.closing = make(chan struct{})
+		go s.sweep(s.closing)
 	}
 	s.listeners[ln] = struct{}{}
 	var tlsConf *tls.Config
@@ -222,6 +223,27 @@ func (s *Server) date() string {
 	d := &dateStamp{sec: sec, text: now.UTC().Format(http.TimeFormat)}
 	s.dateCache.Store(d)
 	return d.text
+}
+
+// sweep starts the disconnect watch of every connection whose handler has
+// run for bgReadAfter, until closing is closed.
+func (s *Server) sweep(closing <-chan struct{}) {
+	t := time.NewTicker(bgReadAfter / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-closing:
+			return
+		case now := <-t.C:
+			s.mu.Lock()
+			for c := range s.conns {
+				if c.state.Load() == stateActive {
+					c.startWatch(now)
+				}
+			}
+			s.mu.Unlock()
+		}
+	}
 }
 
 // Shutdown stops accepting, closes idle connections and waits until the

@@ -346,6 +346,46 @@ func (s *server) ready() (bool, []string) {
 	return ok, missing
 }
 
+// storedLoadWait bounds how long READY=1 waits for the certificates in
+// storage to reach memory.
+const storedLoadWait = 15 * time.Second
+
+// waitStoredLoaded waits, up to limit, until every configured name that
+// has a certificate in storage has it in memory. certmagic's ManageAsync
+// loads stored certificates on goroutines of its own (OCSP stapling may
+// use the network), so a handshake right after Apply could find none;
+// systemd's READY=1 must not come before they serve. Names without a
+// stored certificate (still to be obtained) are not waited for.
+func (s *server) waitStoredLoaded(ctx context.Context, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	var waiting []string
+	if _, missing := s.tm.Ready(); len(missing) > 0 {
+		for _, name := range missing {
+			if _, err := s.tm.StoredCertificate(ctx, name); err == nil {
+				waiting = append(waiting, name)
+			}
+		}
+	}
+	for len(waiting) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+		_, missing := s.tm.Ready()
+		lacking := make(map[string]bool, len(missing))
+		for _, name := range missing {
+			lacking[name] = true
+		}
+		still := waiting[:0]
+		for _, name := range waiting {
+			if lacking[name] {
+				still = append(still, name)
+			}
+		}
+		waiting = still
+	}
+	if len(waiting) > 0 {
+		s.logger.Warn("certificates in storage not yet in memory", zap.Int("count", len(waiting)), zap.Strings("first", waiting[:min(len(waiting), 5)]))
+	}
+}
+
 // locks lists the storage locks held across the cluster (redis only).
 func (s *server) locks(r *http.Request) (any, error) {
 	s.mu.Lock()
@@ -612,7 +652,10 @@ func (s *server) serve(ctx context.Context, cfg *config.Config, sockets []net.Li
 			errc <- nil
 		}()
 	}
-	// Listeners bound (since listen), certificates in storage loaded (apply).
+	// Listeners bound (since listen), certificates in storage loaded.
+	if s.sd != nil { // only systemd waits for READY=1
+		s.waitStoredLoaded(ctx, storedLoadWait)
+	}
 	s.sd.ready("serving (" + cfg.Summary() + ")")
 	runErr := s.waitForStop(ctx, errc)
 	s.sd.stopping()

@@ -330,6 +330,7 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c.hijacked = true
 	_ = c.rwc.SetDeadline(time.Time{})
 	c.srv.setState(c, http.StateHijacked)
+	c.srv.forget(c) // as with net/http, Shutdown neither waits for it nor closes it
 	brw := bufio.NewReadWriter(c.br, c.bw)
 	return c.rwc, brw, nil
 }

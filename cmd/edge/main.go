@@ -33,7 +33,6 @@ const (
 var errUsage = errors.New("edge")
 
 func main() {
-	applyGCDefaults(os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := Run(ctx, os.Args[1:], os.Stdout, os.Stderr)

@@ -164,8 +164,7 @@ func (m *Manager) refreshARIOf(ctx context.Context, g *generation, name string) 
 	if ari == nil || ari.SelectedTime.IsZero() {
 		return nil
 	}
-	_, ratio := m.leaf(name)
-	at, src := plannedRenewal(cur.Leaf, ari, ratio, m.checkInterval())
+	at, src := plannedRenewal(cur.Leaf, ari, m.renewalRatio(), m.checkInterval())
 	if src != RenewalFromARI || at.After(time.Now()) {
 		return nil
 	}

@@ -25,26 +25,12 @@ func renewCheckInterval(life time.Duration) time.Duration {
 	return min(max(life/20, minRenewCheck), maxRenewCheck)
 }
 
-// shortestLifetime returns the shortest NotAfter-NotBefore of the managed
-// certificates held, or 0 with none.
-func (m *Manager) shortestLifetime() time.Duration {
-	g := m.cur.Load()
-	if g == nil {
-		return 0
-	}
-	var short time.Duration
-	for _, name := range g.names {
-		for _, c := range m.cache.AllMatchingCertificates(name) {
-			if c.Leaf == nil {
-				continue
-			}
-			if life := c.Leaf.NotAfter.Sub(c.Leaf.NotBefore); short == 0 || life < short {
-				short = life
-			}
-		}
-	}
-	return short
-}
+// shortestLifetime returns the shortest NotAfter-NotBefore of the
+// certificates held for the configured names (exact and wildcard
+// matches, as a handshake finds them), or 0 with none. It reads what
+// certViews keeps and asks the cache again only about names whose
+// certificates changed since: nothing per name per tick.
+func (m *Manager) shortestLifetime() time.Duration { return m.views.shortest(m.cache) }
 
 // checkInterval is the renewal check interval in force.
 func (m *Manager) checkInterval() time.Duration { return time.Duration(m.interval.Load()) }

@@ -169,6 +169,8 @@ type Manager struct {
 
 	cur    atomic.Pointer[generation]
 	status *statusBook
+	// views keeps what the cache holds for each configured name.
+	views certViews
 
 	mu         sync.Mutex // serialises Apply
 	base       context.Context
@@ -257,8 +259,11 @@ func New(logger *zap.Logger, metrics *Metrics) *Manager {
 	}
 	m := &Manager{logger: logger, metrics: metrics, status: newStatusBook(), challenges: newChallengeCounter(metrics)}
 	m.cacheOpts = certmagic.CacheOptions{
-		GetConfigForCert:   m.configForCert,
-		Logger:             logger.Named("cache"),
+		GetConfigForCert: m.configForCert,
+		// Its core tells views of every certificate added or removed.
+		Logger: logger.Named("cache").WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+			return cacheWatchCore{c, m.views.changed}
+		})),
 		RenewCheckInterval: maxRenewCheck,
 	}
 	m.cache = certmagic.NewCache(m.cacheOpts)
@@ -361,6 +366,7 @@ func (m *Manager) Apply(ctx context.Context, opts Options) error {
 	}
 	m.cur.Store(g)
 	m.status.setNames(g.names)
+	m.views.setNames(g.names)
 
 	if old != nil {
 		var gone []certmagic.SubjectIssuer
@@ -379,9 +385,7 @@ func (m *Manager) Apply(ctx context.Context, opts Options) error {
 		}
 	}
 	for _, rt := range started {
-		if err := rt.cfg.ManageAsync(rt.ctx, rt.names); err != nil {
-			return fmt.Errorf("managing %v: %w", rt.names, err)
-		}
+		m.manage(rt) // pace.go
 	}
 	return nil
 }

@@ -126,15 +126,26 @@ func (b *statusBook) list() []string {
 	return slices.Clone(b.names)
 }
 
+// shared is the configured names without a copy: setNames replaces the
+// slice and never writes into one handed out, so the caller may read it
+// but must not change it.
+func (b *statusBook) shared() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.names
+}
+
 // Certificates reports every configured name with the certificate that
 // serves it (from the in-memory cache) and the last event seen.
 func (m *Manager) Certificates() []CertStatus {
-	names := m.status.list()
+	names := m.status.shared()
 	out := make([]CertStatus, 0, len(names))
 	now := time.Now()
 	// The interval maintain sets (within a second of a change), so that a
 	// certificate just obtained is not judged by the interval before it.
+	// It also brings certViews up to date for the m.views.get below.
 	interval := renewCheckInterval(m.shortestLifetime())
+	ratio := m.renewalRatio()
 	for _, name := range names {
 		ns, _ := m.status.get(name)
 		st := CertStatus{Name: name, Names: []string{name}, State: StatePending, LastError: ns.lastErr, LastAttempt: ns.at,
@@ -145,16 +156,13 @@ func (m *Manager) Certificates() []CertStatus {
 		if ns.state == StateFailed {
 			st.NextRetry = nextRetry(ns.failures, ns.at)
 		}
-		if leaf, ratio := m.leaf(name); leaf != nil {
+		if v := m.views.get(name); v.leaf != nil {
+			leaf := v.leaf
 			st.Names = certNames(leaf)
 			st.Issuer = issuerName(leaf.Issuer.CommonName, leaf.Issuer.Organization)
 			st.NotBefore, st.NotAfter = leaf.NotBefore, leaf.NotAfter
 			ari, ca := m.storedInfo(name, leaf)
-			for _, c := range m.cache.AllMatchingCertificates(name) {
-				if c.Leaf == leaf {
-					st.OCSP = ocspState(c.Certificate)
-				}
-			}
+			st.OCSP = m.ocspOf(name, v)
 			st.CA = ca
 			if ari != nil && ari.HasWindow() {
 				st.ARIWindow = &Window{Start: ari.SuggestedWindow.Start, End: ari.SuggestedWindow.End}
@@ -215,19 +223,64 @@ func (m *Manager) profileOf(name string) string {
 // Ready reports whether every configured name has an unexpired certificate,
 // and the names that do not.
 func (m *Manager) Ready() (bool, []string) {
-	var missing []string
 	now := time.Now()
-	for _, name := range m.status.list() {
-		leaf, _ := m.leaf(name)
-		if leaf == nil || now.After(leaf.NotAfter) {
-			missing = append(missing, name)
+	m.views.syncAll(m.cache)
+	names := m.status.shared()
+	lacks := func(name string) bool {
+		leaf := m.views.get(name).leaf
+		return leaf == nil || now.After(leaf.NotAfter)
+	}
+	// Counted first, so that the list is made once at its size: while
+	// thousands of certificates load, /readyz is polled often.
+	n := 0
+	for _, name := range names {
+		if lacks(name) {
+			n++
+		}
+	}
+	var missing []string
+	if n > 0 {
+		missing = make([]string, 0, n)
+		for _, name := range names {
+			if lacks(name) {
+				missing = append(missing, name)
+			}
 		}
 	}
 	return len(missing) == 0 && m.cur.Load() != nil, missing
 }
 
+// ocspOf is CertStatus.OCSP of name, whose view is v (with a leaf). A
+// certificate that names an OCSP responder is looked up in the cache,
+// whose staple certmagic replaces in place; one that names none keeps the
+// staple it was loaded with.
+func (m *Manager) ocspOf(name string, v nameView) string {
+	if len(v.leaf.OCSPServer) == 0 { // ocspState without a responder
+		if v.stapled {
+			return "stapled"
+		}
+		return "none"
+	}
+	state := ""
+	for _, c := range m.cache.AllMatchingCertificates(name) {
+		if c.Leaf == v.leaf {
+			state = ocspState(c.Certificate)
+		}
+	}
+	return state
+}
+
+// renewalRatio is the renewal ratio in force (0: certmagic's default).
+func (m *Manager) renewalRatio() float64 {
+	if g := m.cur.Load(); g != nil && g.opts.RenewalWindowRatio > 0 {
+		return g.opts.RenewalWindowRatio
+	}
+	return 0
+}
+
 // leaf returns the newest managed certificate serving name exactly (a
-// wildcard name matches its own certificate) and the renewal ratio in force.
+// wildcard name matches its own certificate), asked of the cache, and the
+// renewal ratio in force.
 func (m *Manager) leaf(name string) (*x509.Certificate, float64) {
 	var best *x509.Certificate
 	for _, c := range m.cache.AllMatchingCertificates(name) {
@@ -238,11 +291,7 @@ func (m *Manager) leaf(name string) (*x509.Certificate, float64) {
 			best = c.Leaf
 		}
 	}
-	ratio := 0.0 // certmagic's default
-	if g := m.cur.Load(); g != nil && g.opts.RenewalWindowRatio > 0 {
-		ratio = g.opts.RenewalWindowRatio
-	}
-	return best, ratio
+	return best, m.renewalRatio()
 }
 
 func issuerName(cn string, org []string) string {

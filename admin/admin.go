@@ -67,6 +67,7 @@ func (e *StatusError) Unwrap() error { return e.Err }
 func New(opts Options) http.Handler {
 	a := &handler{opts: opts}
 	mux := http.NewServeMux()
+	const maxReadyProblems = 50
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -80,7 +81,14 @@ func New(opts Options) http.Handler {
 		if !ready {
 			code = http.StatusServiceUnavailable
 		}
-		writeJSON(w, code, map[string]any{"ready": ready, "problems": problems})
+		body := map[string]any{"ready": ready, "problems": problems}
+		if len(problems) > maxReadyProblems {
+			// While thousands of certificates load, /readyz is polled
+			// often: the first ones and a count say enough.
+			body["problems"] = problems[:maxReadyProblems]
+			body["more_problems"] = len(problems) - maxReadyProblems
+		}
+		writeJSON(w, code, body)
 	})
 	if opts.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))

@@ -1,7 +1,9 @@
 package admin
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -117,5 +119,28 @@ func TestStateChangingNeedsHeader(t *testing.T) {
 	}
 	if called == 0 {
 		t.Error("no request reached the API")
+	}
+}
+
+// TestReadyzCapsProblems: with thousands of names still loading, /readyz
+// lists the first 50 and counts the rest.
+func TestReadyzCapsProblems(t *testing.T) {
+	var names []string
+	for i := range 60 {
+		names = append(names, fmt.Sprintf("n%02d.test", i))
+	}
+	h := New(Options{Ready: func() (bool, []string) { return false, names }})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	var body struct {
+		Ready    bool     `json:"ready"`
+		Problems []string `json:"problems"`
+		More     int      `json:"more_problems"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Code != 503 || body.Ready || len(body.Problems) != 50 || body.Problems[0] != "n00.test" || body.More != 10 {
+		t.Errorf("%d %+v", rec.Code, body)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // maxChunkLine bounds a chunk-size line with its extensions, as net/http's
@@ -30,12 +31,15 @@ var (
 // discard run after the handler returns. It sends the 100 Continue an
 // Expect: 100-continue request waits for on the first read.
 type body struct {
-	mu        sync.Mutex
-	c         *conn
-	br        *bufio.Reader
-	chunked   bool
-	left      int64 // Content-Length: bytes left; chunked: left in this chunk
-	sawEOF    bool
+	mu      sync.Mutex
+	c       *conn
+	br      *bufio.Reader
+	chunked bool
+	left    int64 // Content-Length: bytes left; chunked: left in this chunk
+	sawEOF  bool
+	// done is sawEOF for the disconnect watch, which must not wait for
+	// mu while the handler blocks in a read.
+	done      atomic.Bool
 	err       error // sticky: a framing error or a read error
 	closed    bool
 	continue_ bool // send 100 Continue before the first read
@@ -79,6 +83,7 @@ func (b *body) readLocked(p []byte) (int, error) {
 	b.left -= int64(n)
 	if b.left == 0 {
 		b.sawEOF = true
+		b.done.Store(true)
 		return n, io.EOF
 	}
 	if err == io.EOF {
@@ -103,6 +108,7 @@ func (b *body) readChunked(p []byte) (int, error) {
 				return 0, err
 			}
 			b.sawEOF = true
+			b.done.Store(true)
 			return 0, io.EOF
 		}
 		b.left = size

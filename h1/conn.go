@@ -64,7 +64,7 @@ type conn struct {
 	// The disconnect watch (bgReadAfter): mu guards the rest.
 	mu       sync.Mutex
 	bgSince  time.Time // when the handler started
-	bgArmed  bool // the handler is running; the timer may start a watch
+	bgArmed  bool      // the handler is running; the timer may start a watch
 	bgBody   *body
 	bgDone   chan struct{} // a watch runs until this is closed
 	bgCancel context.CancelFunc
@@ -462,13 +462,8 @@ func (c *conn) startWatch(now time.Time) {
 	if !c.bgArmed || c.bgDone != nil || c.cr.pending || now.Sub(c.bgSince) < bgReadAfter {
 		return
 	}
-	if b := c.bgBody; b != nil {
-		b.mu.Lock()
-		done := b.sawEOF
-		b.mu.Unlock()
-		if !done {
-			return // the handler reads the body; a cut shows there
-		}
+	if b := c.bgBody; b != nil && !b.done.Load() {
+		return // the handler reads the body; a cut shows there
 	}
 	if c.br == nil || c.br.Buffered() > 0 {
 		return // a pipelined request is already here

@@ -230,18 +230,26 @@ func (s *Server) date() string {
 func (s *Server) sweep(closing <-chan struct{}) {
 	t := time.NewTicker(bgReadAfter / 2)
 	defer t.Stop()
+	var active []*conn
 	for {
 		select {
 		case <-closing:
 			return
 		case now := <-t.C:
+			// Collected first: the accept loop must never wait for a
+			// connection's lock.
 			s.mu.Lock()
 			for c := range s.conns {
 				if c.state.Load() == stateActive {
-					c.startWatch(now)
+					active = append(active, c)
 				}
 			}
 			s.mu.Unlock()
+			for i, c := range active {
+				c.startWatch(now)
+				active[i] = nil
+			}
+			active = active[:0]
 		}
 	}
 }

@@ -421,3 +421,38 @@ func TestIdleSwap(t *testing.T) {
 		t.Errorf("closed after %v idle, IdleTimeout is %v", took, 4*idleSwap)
 	}
 }
+
+// TestSlowUploadDoesNotStallAccept: a handler blocked reading a body that
+// trickles in, past the disconnect watch's delay, holds up no other
+// connection (the watch's sweep once waited on that body's lock while
+// holding the server's).
+func TestSlowUploadDoesNotStallAccept(t *testing.T) {
+	addr, client := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%d", len(b))
+	}), false)
+	slow, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	io.WriteString(slow, "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nx")
+	time.Sleep(4 * bgReadAfter) // several sweeps while the handler waits for the body
+	client.Timeout = 2 * time.Second
+	for i := range 3 {
+		resp, err := client.Get("http://" + addr + "/other")
+		if err != nil {
+			t.Fatalf("request %d beside a slow upload: %v", i, err)
+		}
+		resp.Body.Close()
+	}
+	io.WriteString(slow, "123456789")
+	_ = slow.SetReadDeadline(time.Now().Add(2 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(slow), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := io.ReadAll(resp.Body); string(b) != "10" {
+		t.Errorf("slow upload answered %q", b)
+	}
+}

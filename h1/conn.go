@@ -61,6 +61,11 @@ type conn struct {
 	tmpl     http.Request // parsed into, then copied by WithContext
 	lastPOST bool
 
+	// contMu orders a 100 Continue (writeContinue) before the response;
+	// begun: the response has started (for requests that expect 100).
+	contMu sync.Mutex
+	begun  bool
+
 	// The disconnect watch (bgReadAfter): mu guards the rest.
 	mu       sync.Mutex
 	bgSince  time.Time // when the handler started
@@ -315,7 +320,8 @@ func (c *conn) serveOne(ctx context.Context, start time.Time) bool {
 	}
 
 	w := &c.resp
-	*w = response{c: c, req: req, header: w.header, pend: w.pend[:0], trailers: w.trailers[:0]}
+	*w = response{c: c, req: req, header: w.header, pend: w.pend[:0], trailers: w.trailers[:0], expectCont: b != nil && b.continue_}
+	c.begun = false
 	if w.header == nil {
 		w.header = make(http.Header, 8)
 	}
@@ -420,15 +426,18 @@ func closeWrite(c net.Conn) bool {
 }
 
 // writeContinue sends 100 Continue to a client waiting for it to send
-// the body.
+// the body, unless the response has begun. It may run on another
+// goroutine than the handler's (net/http's Transport reads request bodies
+// on its own), so it writes to the connection directly, under contMu,
+// which the response takes before its first byte (response.begin).
 func (c *conn) writeContinue() error {
-	if c.resp.headerSent {
+	c.contMu.Lock()
+	defer c.contMu.Unlock()
+	if c.begun {
 		return nil
 	}
-	if _, err := c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
-		return err
-	}
-	return c.bw.Flush()
+	_, err := io.WriteString(c.rwc, "HTTP/1.1 100 Continue\r\n\r\n")
+	return err
 }
 
 // takeContinue reports whether the 100 Continue is still to be sent, and

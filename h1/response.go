@@ -34,6 +34,7 @@ type response struct {
 	bodyAllowed   bool
 	handlerDone   bool
 	hijacked      bool
+	expectCont    bool     // the request waits for 100 Continue (see begin)
 	trailers      []string // keys the handler declared in Trailer
 	pend          []byte   // body held until the framing is decided
 }
@@ -64,6 +65,7 @@ func (w *response) WriteHeader(code int) {
 			}
 			return
 		}
+		w.begin()
 		bw := w.c.bw
 		bw.WriteString(statusLine(code))
 		writeFields(bw, w.header)
@@ -150,6 +152,7 @@ func (w *response) writeBody(p []byte) error {
 // the body about to be written (for Content-Type sniffing); what is
 // pending goes out after the head.
 func (w *response) sendHead(more []byte) {
+	w.begin()
 	w.headerSent = true
 	h := w.header
 	c := w.c
@@ -206,6 +209,16 @@ func (w *response) sendHead(more []byte) {
 		p := w.pend
 		w.pend = w.pend[:0]
 		_ = w.writeBody(p)
+	}
+}
+
+// begin marks, before the response's first byte, that no 100 Continue
+// may follow (conn.writeContinue).
+func (w *response) begin() {
+	if w.expectCont {
+		w.c.contMu.Lock()
+		w.c.begun = true
+		w.c.contMu.Unlock()
 	}
 }
 

@@ -456,3 +456,30 @@ func TestSlowUploadDoesNotStallAccept(t *testing.T) {
 		t.Errorf("slow upload answered %q", b)
 	}
 }
+
+// TestContinueFromAnotherGoroutine: the body of a request that expects
+// 100 Continue is read on another goroutine (as net/http's Transport
+// does) while the handler answers; under -race this checks that the
+// 100 and the response do not share the writer unguarded.
+func TestContinueFromAnotherGoroutine(t *testing.T) {
+	addr, _ := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			io.Copy(io.Discard, r.Body)
+		}()
+		w.Header().Set("X-Early", "1")
+		io.WriteString(w, "early answer")
+		w.(http.Flusher).Flush()
+		<-done
+	}), false)
+	for range 20 {
+		got := rawExchange(t, addr, "POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nExpect: 100-continue\r\nConnection: close\r\n\r\nok")
+		if !strings.Contains(got, "early answer") {
+			t.Fatalf("answer:\n%s", got)
+		}
+		if i := strings.Index(got, "100 Continue"); i > 0 && i > strings.Index(got, "HTTP/1.1 200") {
+			t.Fatalf("100 Continue after the response:\n%s", got)
+		}
+	}
+}

@@ -512,6 +512,3 @@ func (c *conn) disarmWatch() {
 	c.bgDone = nil
 	c.mu.Unlock()
 }
-
-// stopBackgroundRead is disarmWatch for Hijack.
-func (c *conn) stopBackgroundRead() { c.disarmWatch() }

@@ -227,7 +227,7 @@ func (w *response) begin() {
 // backend's header cannot split the response.
 func writeFields(bw *bufio.Writer, h http.Header) {
 	for k, vv := range h {
-		if !validFieldName(k) {
+		if !isToken(k) {
 			continue
 		}
 		for _, v := range vv {
@@ -240,12 +240,6 @@ func writeFields(bw *bufio.Writer, h http.Header) {
 			bw.WriteString("\r\n")
 		}
 	}
-}
-
-// validFieldName reports whether k may be written as a field name: a
-// token, and not one of net/http's trailer-prefixed keys.
-func validFieldName(k string) bool {
-	return isToken(k)
 }
 
 // finish completes the response after the handler returned.
@@ -279,13 +273,13 @@ func (w *response) writeTrailers(bw *bufio.Writer) {
 	h := w.header
 	for _, k := range w.trailers {
 		for _, v := range h[k] {
-			if validFieldName(k) && validValue(v) {
+			if isToken(k) && validValue(v) {
 				bw.WriteString(k + ": " + v + "\r\n")
 			}
 		}
 	}
 	for k, vv := range h {
-		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && validFieldName(name) {
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && isToken(name) {
 			for _, v := range vv {
 				if validValue(v) {
 					bw.WriteString(name + ": " + v + "\r\n")
@@ -335,7 +329,7 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, errHijackAfterWrite
 	}
 	c := w.c
-	c.stopBackgroundRead()
+	c.disarmWatch()
 	if c.cr.pending {
 		_, _ = c.br.Peek(1) // the byte the background read took, into the reader returned
 	}

@@ -22,6 +22,11 @@ import (
 // IdleTimeout, MaxHeaderBytes, ErrorLog and ConnState, with net/http's
 // meanings; WriteTimeout, ConnContext and BaseContext are not supported
 // (edge sets write deadlines per write, through http.ResponseController).
+// As with net/http, a request's context carries http.ServerContextKey
+// (Config) and http.LocalAddrContextKey: httputil.ReverseProxy aborts a
+// response whose body copy failed (panic(http.ErrAbortHandler)) only when
+// it finds the first, and without the abort a backend cut in the middle of
+// a chunked body would reach the client as a complete answer.
 // What it does differently from net/http's HTTP/1 server:
 //   - It refuses what RFC 9112 lets a server refuse and net/http accepts:
 //     bare LF or CR line ends, obsolete line folding, Transfer-Encoding with
@@ -109,11 +114,18 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
+// connContext is the base of every request context on c, with the values
+// net/http's server puts there.
+func (s *Server) connContext(c *conn) context.Context {
+	ctx := context.WithValue(context.Background(), http.ServerContextKey, s.Config)
+	return context.WithValue(ctx, http.LocalAddrContextKey, c.rwc.LocalAddr())
+}
+
 // start completes the TLS handshake, then serves HTTP/1.1 itself or hands
 // an h2 connection to net/http.
 func (s *Server) start(c *conn, tlsConf *tls.Config) {
 	if tlsConf == nil {
-		c.serve(context.Background())
+		c.serve(s.connContext(c))
 		return
 	}
 	tc := c.rwc.(*tls.Conn)
@@ -136,7 +148,7 @@ func (s *Server) start(c *conn, tlsConf *tls.Config) {
 	_ = tc.SetDeadline(time.Time{})
 	switch tc.ConnectionState().NegotiatedProtocol {
 	case "", "http/1.1":
-		c.serve(context.Background())
+		c.serve(s.connContext(c))
 	case "h2":
 		s.forget(c)
 		if !s.h2.give(tc) {

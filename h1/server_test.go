@@ -483,3 +483,28 @@ func TestContinueFromAnotherGoroutine(t *testing.T) {
 		}
 	}
 }
+
+// TestContextValues: a request's context carries the values net/http's
+// server puts there; httputil.ReverseProxy looks for ServerContextKey
+// before it aborts a response whose body copy failed.
+func TestContextValues(t *testing.T) {
+	for _, tlsOn := range []bool{false, true} {
+		var srv any
+		var local net.Addr
+		addr, client := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			srv = r.Context().Value(http.ServerContextKey)
+			local, _ = r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+		}), tlsOn)
+		resp, err := client.Get(scheme(tlsOn) + "://" + addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if _, ok := srv.(*http.Server); !ok {
+			t.Errorf("tls %v: ServerContextKey holds %T, want *http.Server", tlsOn, srv)
+		}
+		if local == nil || local.String() != addr {
+			t.Errorf("tls %v: LocalAddrContextKey holds %v, want %s", tlsOn, local, addr)
+		}
+	}
+}

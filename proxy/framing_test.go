@@ -177,3 +177,47 @@ func forEachServer(t *testing.T, test func(t *testing.T, serveOn func(http.Handl
 		})
 	})
 }
+
+// TestBackendCutMidBodyReachesTheClient: a backend whose connection ends in
+// the middle of a body, chunked or with a Content-Length, must not reach
+// the client as a complete answer: the client's read of the body fails.
+func TestBackendCutMidBodyReachesTheClient(t *testing.T) {
+	forEachServer(t, testBackendCutMidBody)
+}
+
+func testBackendCutMidBody(t *testing.T, serveOn func(http.Handler) string) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		if r.URL.Path == "/chunked" {
+			io.WriteString(conn, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n10\r\nhal")
+		} else {
+			io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello")
+		}
+	}))
+	t.Cleanup(backend.Close)
+	h := newHandler(t, simpleConfig(mustURL(t, backend.URL)))
+	addr := serveOn(h.HTTPHandler())
+	for _, path := range []string{"/chunked", "/length"} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(conn, "GET "+path+" HTTP/1.1\r\nHost: example.com\r\n\r\n")
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			conn.Close()
+			continue // cut before the head: also not a complete answer
+		}
+		body, err := io.ReadAll(resp.Body)
+		conn.Close()
+		if err == nil {
+			t.Errorf("%s: the client read a complete answer, %d %q", path, resp.StatusCode, body)
+		}
+	}
+}

@@ -20,6 +20,7 @@ vet:
 
 test: deps vet
 	@$(GO) test -race ./proxy/... ./h1/... ./tlsmgr/... ./challenge/...
+	@EDGE_TEST_VIA_REVERSEPROXY=1 $(GO) test -count=1 ./proxy
 	@$(GO) test -count=1 -timeout 12m ./...
 	@scripts/fuzz
 

@@ -3,7 +3,6 @@ package proxy
 import (
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/netip"
 	"strings"
 )
@@ -21,8 +20,10 @@ var clientIPHeaders = [...]string{
 }
 
 // setForwarded sets the headers that tell the backend who the client is and
-// how it reached edge. ReverseProxy has already removed Forwarded and
-// X-Forwarded-* from pr.Out (and hop-by-hop headers).
+// how it reached edge, in out, the header of the request sent to the
+// backend for in. Forwarded and X-Forwarded-* are already gone from out
+// (ReverseProxy, and the direct path, remove them with the hop-by-hop
+// headers).
 //
 // From a peer that is not in TrustedProxies: X-Forwarded-For, -Host and
 // -Proto are edge's own, the headers of clientIPHeaders are dropped,
@@ -34,10 +35,9 @@ var clientIPHeaders = [...]string{
 // sent: edge's own hop is in X-Forwarded-For) and client-IP headers are
 // kept; X-Real-IP, when the proxy sent none, is the client address
 // (clientAddr).
-func (h *Handler) setForwarded(pr *httputil.ProxyRequest) {
-	in, out := pr.In, pr.Out.Header
+func (h *Handler) setForwarded(in *http.Request, out http.Header) {
 	if !h.trustedPeer(in.RemoteAddr) {
-		pr.SetXForwarded()
+		setXForwarded(in, out)
 		for _, k := range clientIPHeaders {
 			delete(out, k)
 		}
@@ -46,10 +46,10 @@ func (h *Handler) setForwarded(pr *httputil.ProxyRequest) {
 		}
 		return
 	}
-	// SetXForwarded replaces X-Forwarded-For unless pr.Out has one: give it
+	// setXForwarded replaces X-Forwarded-For unless out has one: give it
 	// the trusted proxy's chain to append to.
 	out["X-Forwarded-For"] = in.Header["X-Forwarded-For"]
-	pr.SetXForwarded()
+	setXForwarded(in, out)
 	// The proxy in front may have terminated TLS or rewritten the host:
 	// keep what it says.
 	for _, k := range [...]string{"X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded"} {
@@ -62,6 +62,30 @@ func (h *Handler) setForwarded(pr *httputil.ProxyRequest) {
 			out["X-Real-Ip"] = []string{ip}
 		}
 	}
+}
+
+// setXForwarded is httputil.ProxyRequest.SetXForwarded on a header: the
+// client's IP appended to the X-Forwarded-For out has (or alone), the host
+// the client asked for in X-Forwarded-Host, its scheme in
+// X-Forwarded-Proto. The three values share one allocation.
+func setXForwarded(in *http.Request, out http.Header) {
+	vals := make([]string, 3)
+	if clientIP, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
+		if prior := out["X-Forwarded-For"]; len(prior) > 0 {
+			clientIP = strings.Join(prior, ", ") + ", " + clientIP
+		}
+		vals[0] = clientIP
+		out["X-Forwarded-For"] = vals[0:1:1]
+	} else {
+		delete(out, "X-Forwarded-For")
+	}
+	vals[1] = in.Host
+	out["X-Forwarded-Host"] = vals[1:2:2]
+	vals[2] = "http"
+	if in.TLS != nil {
+		vals[2] = "https"
+	}
+	out["X-Forwarded-Proto"] = vals[2:3:3]
 }
 
 // clientAddr returns the address of the client that sent r, the one place

@@ -86,7 +86,13 @@ type h1Conn struct {
 
 // handles reports whether r is one h1Transport sends itself.
 func (t *h1Transport) handles(r *http.Request) bool {
-	if r.URL.Scheme != "http" || r.Method == http.MethodConnect || len(r.Trailer) > 0 {
+	return r.URL.Scheme == "http" && sendable(r)
+}
+
+// sendable reports whether h1Transport can send r to a plain-http backend
+// itself (whatever r.URL's scheme, for the direct path's client requests).
+func sendable(r *http.Request) bool {
+	if r.Method == http.MethodConnect || len(r.Trailer) > 0 {
 		return false
 	}
 	if _, ok := r.Header["Expect"]; ok {
@@ -111,30 +117,69 @@ func (t *h1Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if !t.handles(r) {
 		return t.fallback.RoundTrip(r)
 	}
-	var body *bytes.Buffer
-	if hasBody(r) {
-		body = bodyBuffers.Get().(*bytes.Buffer)
-		defer func() { body.Reset(); bodyBuffers.Put(body) }()
-		n, err := io.Copy(body, io.LimitReader(r.Body, r.ContentLength))
-		r.Body.Close()
-		switch {
-		case err != nil:
-			return nil, fmt.Errorf("reading the request body: %w", err)
-		case n != r.ContentLength:
-			return nil, fmt.Errorf("reading the request body: %w", io.ErrUnexpectedEOF)
-		}
-	} else if r.Body != nil {
+	body, err := readBody(r)
+	if r.Body != nil {
 		r.Body.Close()
 	}
+	if err != nil {
+		return nil, err
+	}
+	defer putBody(body)
+	host := r.Host
+	if host == "" {
+		host = r.URL.Host
+	}
+	return t.send(r, canonicalAddr(r.URL), r.URL.RequestURI(), host, r.Header, body, nil)
+}
+
+// readBody reads the body of a request t handles (at most maxBufferedBody)
+// into a pooled buffer, nil for a request without one. It does not close
+// r.Body. Give the buffer back with putBody.
+func readBody(r *http.Request) (*bytes.Buffer, error) {
+	if !hasBody(r) {
+		return nil, nil
+	}
+	body := bodyBuffers.Get().(*bytes.Buffer)
+	n, err := io.Copy(body, io.LimitReader(r.Body, r.ContentLength))
+	switch {
+	case err != nil:
+		putBody(body)
+		return nil, fmt.Errorf("reading the request body: %w", err)
+	case n != r.ContentLength:
+		putBody(body)
+		return nil, fmt.Errorf("reading the request body: %w", io.ErrUnexpectedEOF)
+	}
+	return body, nil
+}
+
+// putBody gives back a buffer of readBody's; nil is fine.
+func putBody(body *bytes.Buffer) {
+	if body != nil {
+		body.Reset()
+		bodyBuffers.Put(body)
+	}
+}
+
+// informer is told of each 1xx answer before the final one; nil means
+// the request context's httptrace.ClientTrace, if any.
+type informer interface {
+	got1xx(code int, header http.Header) error
+}
+
+// send writes a request to addr (a backend's host:port): r's method and
+// context, with uri, host and header as given, then body (nil: none), and
+// reads the answer's header. r becomes the answer's Request; its own URL,
+// Host and Header are not used, so that the direct path (direct.go) sends
+// the client's request without a copy.
+func (t *h1Transport) send(r *http.Request, addr, uri, host string, header http.Header, body *bytes.Buffer, inform informer) (*http.Response, error) {
 	ctx := r.Context()
-	addr := canonicalAddr(r.URL)
 	resend := idempotent(r.Method)
 	for {
 		pc, reused, err := t.get(ctx, addr, !resend)
 		if err != nil {
 			return nil, err
 		}
-		res, sent, err := t.exchange(ctx, pc, r, body)
+		res, sent, err := t.exchange(ctx, pc, r, uri, host, header, body, inform)
 		if err == nil {
 			return res, nil
 		}
@@ -286,14 +331,14 @@ var aLongTimeAgo = time.Unix(1, 0)
 // header. sent reports whether any of the answer arrived, so that a failure
 // before (a backend that closed an idle connection) may be retried on a new
 // connection. On success the answer's body owns pc.
-func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, r *http.Request, body *bytes.Buffer) (res *http.Response, sent bool, err error) {
+func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, r *http.Request, uri, host string, header http.Header, body *bytes.Buffer, inform informer) (res *http.Response, sent bool, err error) {
 	stop := context.AfterFunc(ctx, func() { pc.SetDeadline(aLongTimeAgo) })
 	defer func() {
 		if err != nil {
 			stop()
 		}
 	}()
-	if err := writeRequest(pc.bw, r, body); err != nil {
+	if err := writeRequest(pc.bw, r.Method, uri, host, header, body); err != nil {
 		return nil, false, fmt.Errorf("writing the request to %s: %w", pc.addr, err)
 	}
 	if t.headerTimeout > 0 {
@@ -320,7 +365,11 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, r *http.Request,
 		}
 		// 1xx: pass it on as net/http's Transport does (ReverseProxy relays
 		// 103 Early Hints through the trace), then read the final answer.
-		if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil {
+		if inform != nil {
+			if err := inform.got1xx(res.StatusCode, res.Header); err != nil {
+				return nil, true, err
+			}
+		} else if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil {
 			if err := trace.Got1xxResponse(res.StatusCode, textproto.MIMEHeader(res.Header)); err != nil {
 				return nil, true, err
 			}
@@ -354,25 +403,20 @@ func sendsZeroLength(method string) bool {
 	return method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch
 }
 
-// writeRequest writes r's request line, header and body to w and flushes.
-// The header is as ReverseProxy left it (hop-by-hop fields removed); a value
-// with CR, LF or NUL is refused, as net/http does.
-func writeRequest(w *bufio.Writer, r *http.Request, body *bytes.Buffer) error {
-	host := r.Host
-	if host == "" {
-		host = r.URL.Host
-	}
-	uri := r.URL.RequestURI()
+// writeRequest writes a request line, Host and header to w, then body
+// (nil: none), and flushes. The header is as the proxy left it (hop-by-hop
+// fields removed); a value with CR, LF or NUL is refused, as net/http does.
+func writeRequest(w *bufio.Writer, method, uri, host string, header http.Header, body *bytes.Buffer) error {
 	if uri == "" || !validRequestTarget(uri) || !httpguts.ValidHostHeader(host) {
 		return fmt.Errorf("invalid request target %q or host %q", uri, host)
 	}
-	w.WriteString(r.Method)
+	w.WriteString(method)
 	w.WriteByte(' ')
 	w.WriteString(uri)
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	w.WriteString(host)
 	w.WriteString("\r\n")
-	for k, vs := range r.Header {
+	for k, vs := range header {
 		switch k {
 		case "Host", "Content-Length", "Transfer-Encoding", "Trailer", "Connection":
 			continue // written here, or hop-by-hop
@@ -401,7 +445,7 @@ func writeRequest(w *bufio.Writer, r *http.Request, body *bytes.Buffer) error {
 		w.Write(strconv.AppendInt(w.AvailableBuffer(), int64(body.Len()), 10))
 		w.WriteString("\r\n\r\n")
 		w.Write(body.Bytes())
-	case sendsZeroLength(r.Method):
+	case sendsZeroLength(method):
 		w.WriteString("Content-Length: 0\r\n\r\n")
 	default:
 		w.WriteString("\r\n")

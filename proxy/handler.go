@@ -62,6 +62,11 @@ type Config struct {
 	// HTTPSPort is the port the plain-HTTP redirect points at; 0 or 443
 	// leaves it out of the URL.
 	HTTPSPort int
+
+	// viaReverseProxy sends every request through httputil.ReverseProxy,
+	// never by the direct path (direct.go): for tests that hold both paths
+	// to the same behaviour.
+	viaReverseProxy bool
 }
 
 // Handler is the proxy's handler tree for one configuration generation. It
@@ -82,6 +87,7 @@ type Handler struct {
 	unknown   *requestStats // site "" pool ""
 	log       *slog.Logger
 	errorLog  *log.Logger
+	noDirect  bool // Config.viaReverseProxy
 	accessLog bool
 	logQuery  bool
 	httpsPort int
@@ -173,6 +179,7 @@ func build(cfg Config) (*Handler, error) {
 		state:     cfg.State,
 		covers:    cfg.CertCovers,
 		writeTO:   max(cfg.WriteTimeout, 0),
+		noDirect:  cfg.viaReverseProxy,
 	}
 	if h.state == nil {
 		h.state = NewState()
@@ -619,7 +626,7 @@ func (h *Handler) forward(rec *recorder, r *http.Request, p *pool) {
 			u.serve(rec, sr)
 			tt.done(rec, r)
 		} else {
-			u.serve(rec, r)
+			u.serveAny(h, rec, r)
 		}
 		d := time.Since(t0)
 		rec.upDur += d

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -66,6 +67,11 @@ func closedURL(t testing.TB) *url.URL {
 // newHandler builds a Handler that Cleanup closes.
 func newHandler(t testing.TB, cfg Config) *Handler {
 	t.Helper()
+	if os.Getenv("EDGE_TEST_VIA_REVERSEPROXY") != "" {
+		// make test runs the package a second time so: every test then
+		// holds httputil.ReverseProxy's path where it held the direct one.
+		cfg.viaReverseProxy = true
+	}
 	ctx := t.Context()
 	h, err := New(ctx, cfg)
 	if err != nil {

@@ -3,7 +3,6 @@ package proxy
 import (
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"testing"
@@ -126,9 +125,7 @@ func BenchmarkForwardedHeaders(b *testing.B) {
 	in.Header.Set("X-Forwarded-For", "198.51.100.1")
 	b.ReportAllocs()
 	for b.Loop() {
-		out := *in
-		out.Header = http.Header{"X-Forwarded-For": {"198.51.100.1"}}
-		h.setForwarded(&httputil.ProxyRequest{In: in, Out: &out})
+		h.setForwarded(in, http.Header{"X-Forwarded-For": {"198.51.100.1"}})
 	}
 }
 

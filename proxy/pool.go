@@ -276,6 +276,9 @@ func newPool(c PoolConfig, h *Handler) (*pool, error) {
 	}
 	for _, u := range p.upstreams {
 		u.proxy = h.newReverseProxy(p, u)
+		if directEligible(p, u.url) && !h.noDirect {
+			u.direct, u.addr = true, canonicalAddr(u.url)
+		}
 	}
 	return p, nil
 }
@@ -357,7 +360,7 @@ func (h *Handler) newReverseProxy(p *pool, u *Upstream) *httputil.ReverseProxy {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host // the backend sees the name the client asked for
-			h.setForwarded(pr)
+			h.setForwarded(pr.In, pr.Out.Header)
 			if p.hostHeader != "" {
 				pr.Out.Host = p.hostHeader
 			}

@@ -26,8 +26,10 @@ type Upstream struct {
 	healthURL string // the active check's probe URL
 	weight    int    // 1 unless PoolConfig.Weights says more
 
-	pool  *pool
-	proxy *httputil.ReverseProxy
+	pool   *pool
+	proxy  *httputil.ReverseProxy
+	direct bool   // requests may take the direct path (direct.go)
+	addr   string // host:port of url, for the direct path
 }
 
 // newUpstream returns an available Upstream for u with a state of its own.
@@ -128,6 +130,17 @@ func (u *Upstream) done() {
 func (u *Upstream) serve(rec *recorder, r *http.Request) {
 	defer u.done()
 	u.proxy.ServeHTTP(rec, r)
+}
+
+// serveAny sends r to the backend by the direct path when it may take it,
+// else as serve.
+func (u *Upstream) serveAny(h *Handler, rec *recorder, r *http.Request) {
+	if !u.directOK(r) {
+		u.serve(rec, r)
+		return
+	}
+	defer u.done()
+	h.serveDirect(rec, r, u)
 }
 
 // recordFailure counts a failed attempt of the given reason (see

@@ -82,6 +82,10 @@ type h1Conn struct {
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	idleSince time.Time
+
+	// Guarded by watched.mu (h1watch.go).
+	ctx         context.Context // of the request in flight; nil when none
+	interrupted bool            // the sweeper set a deadline in the past
 }
 
 // handles reports whether r is one h1Transport sends itself.
@@ -332,19 +336,22 @@ var aLongTimeAgo = time.Unix(1, 0)
 // before (a backend that closed an idle connection) may be retried on a new
 // connection. On success the answer's body owns pc.
 func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, r *http.Request, uri, host string, header http.Header, body *bytes.Buffer, inform informer) (res *http.Response, sent bool, err error) {
-	stop := context.AfterFunc(ctx, func() { pc.SetDeadline(aLongTimeAgo) })
+	pc.watch(ctx) // a cancel interrupts pc's reads and writes (h1watch.go)
 	defer func() {
 		if err != nil {
-			stop()
+			pc.unwatch()
 		}
 	}()
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
 	if err := writeRequest(pc.bw, r.Method, uri, host, header, body); err != nil {
 		return nil, false, fmt.Errorf("writing the request to %s: %w", pc.addr, err)
 	}
 	if t.headerTimeout > 0 {
 		pc.SetReadDeadline(time.Now().Add(t.headerTimeout))
-		// A cancel that came before the deadline was set would be undone
-		// by it; one after it sets its own (see stop).
+		// A cancel the sweeper saw before the deadline was set is seen
+		// here; one after it, the sweeper sees.
 		if err := ctx.Err(); err != nil {
 			return nil, false, err
 		}
@@ -385,7 +392,7 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, r *http.Request,
 		// Not asked for (upgrades go to fallback): nothing can follow it.
 		return nil, true, fmt.Errorf("reading the response from %s: unsolicited 101 Switching Protocols", pc.addr)
 	}
-	if err := t.frame(res, r, pc, stop); err != nil {
+	if err := t.frame(res, r, pc); err != nil {
 		return nil, true, fmt.Errorf("reading the response from %s: %w", pc.addr, err)
 	}
 	return res, true, nil
@@ -536,7 +543,7 @@ func truncate(b []byte) []byte {
 // frame decides how res's body is delimited (RFC 9112, section 6.3) and
 // gives it a Body that owns pc: back to the pool at its end when the
 // connection may carry another request, closed otherwise.
-func (t *h1Transport) frame(res *http.Response, r *http.Request, pc *h1Conn, stop func() bool) error {
+func (t *h1Transport) frame(res *http.Response, r *http.Request, pc *h1Conn) error {
 	h := res.Header
 	keepAlive := res.ProtoMinor == 1
 	for _, v := range h["Connection"] {
@@ -586,7 +593,7 @@ func (t *h1Transport) frame(res *http.Response, r *http.Request, pc *h1Conn, sto
 			res.ContentLength = 0
 		}
 		res.Body = http.NoBody
-		t.release(pc, stop, keepAlive)
+		t.release(pc, keepAlive)
 		return nil
 	}
 	if vs, ok := h["Trailer"]; ok && chunked {
@@ -600,7 +607,7 @@ func (t *h1Transport) frame(res *http.Response, r *http.Request, pc *h1Conn, sto
 		}
 		delete(h, "Trailer")
 	}
-	b := &h1Body{t: t, pc: pc, stop: stop, keepAlive: keepAlive, res: res}
+	b := &h1Body{t: t, pc: pc, keepAlive: keepAlive, res: res}
 	switch {
 	case chunked:
 		b.r = httputil.NewChunkedReader(pc.br)
@@ -609,7 +616,7 @@ func (t *h1Transport) frame(res *http.Response, r *http.Request, pc *h1Conn, sto
 	case length == 0:
 		res.ContentLength = 0
 		res.Body = http.NoBody
-		t.release(pc, stop, keepAlive)
+		t.release(pc, keepAlive)
 		return nil
 	case length > 0:
 		b.left = length
@@ -645,8 +652,8 @@ func parseContentLength(v string) (int64, error) {
 // release ends a response's hold on pc: back to the pool when the
 // connection may carry another request and the request's context did not
 // interrupt it, closed otherwise.
-func (t *h1Transport) release(pc *h1Conn, stop func() bool, keepAlive bool) {
-	if stop() && keepAlive && pc.br.Buffered() == 0 {
+func (t *h1Transport) release(pc *h1Conn, keepAlive bool) {
+	if pc.unwatch() && keepAlive && pc.br.Buffered() == 0 {
 		t.put(pc)
 		return
 	}
@@ -657,7 +664,6 @@ func (t *h1Transport) release(pc *h1Conn, stop func() bool, keepAlive bool) {
 type h1Body struct {
 	t         *h1Transport
 	pc        *h1Conn // nil once released
-	stop      func() bool
 	res       *http.Response
 	r         io.Reader // chunked or until EOF; nil for a Content-Length
 	left      int64     // bytes still to read, for a Content-Length
@@ -704,9 +710,9 @@ func (b *h1Body) Read(p []byte) (int, error) {
 		}
 	}
 	if err == io.EOF && !b.untilEOF {
-		b.t.release(b.pc, b.stop, b.keepAlive)
+		b.t.release(b.pc, b.keepAlive)
 	} else {
-		b.stop()
+		b.pc.unwatch()
 		b.pc.Close()
 	}
 	b.pc, b.err = nil, err
@@ -742,7 +748,7 @@ func (b *h1Body) readTrailer() error {
 // connection, whose framing is then unknown.
 func (b *h1Body) Close() error {
 	if b.pc != nil {
-		b.stop()
+		b.pc.unwatch()
 		b.pc.Close()
 		b.pc = nil
 	}

@@ -414,3 +414,47 @@ func TestH1ClientIdleTimeout(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestH1ClientCancelInterruptsTheBody: a request whose context ends while
+// its answer's body is still coming has its blocked read interrupted (by
+// the sweeper of h1watch.go), and its connection is not pooled.
+func TestH1ClientCancelInterruptsTheBody(t *testing.T) {
+	var accepted atomic.Int32
+	held := make(chan net.Conn, 4)
+	ln := serveConns(t, func(c net.Conn) {
+		accepted.Add(1)
+		br := bufio.NewReader(c)
+		http.ReadRequest(br)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello")
+		held <- c // the other five bytes never come
+	})
+	t.Cleanup(func() {
+		for len(held) > 0 {
+			(<-held).Close()
+		}
+	})
+	u := "http://" + ln.Addr().String() + "/"
+	h1 := newTestH1(t, Timeouts{Connect: time.Second})
+	ctx, cancel := context.WithCancel(t.Context())
+	req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
+	res, err := h1.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(50*time.Millisecond, cancel)
+	start := time.Now()
+	b, err := io.ReadAll(res.Body)
+	if !errors.Is(err, context.Canceled) || string(b) != "hello" {
+		t.Fatalf("body %q, err %v; want hello and context.Canceled", b, err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the read was interrupted after %v", d)
+	}
+	res.Body.Close()
+	h1.mu.Lock()
+	idle := len(h1.idle[ln.Addr().String()])
+	h1.mu.Unlock()
+	if idle != 0 {
+		t.Fatalf("%d idle connections, want the interrupted one closed", idle)
+	}
+}

@@ -1,0 +1,80 @@
+package proxy
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// A request's context ends (the client left, a try timed out, the handler
+// gave up) while h1Transport may be blocked reading its answer from the
+// backend. Instead of a context.AfterFunc per request (about eight
+// allocations, most of them the request context's children map), every
+// exchange in flight is in one table that a sweeper walks every
+// watchEvery while the table is not empty: an exchange whose context has
+// ended gets a deadline in the past, which interrupts its read or write,
+// and is marked, so that its connection is closed, never pooled. A cancel
+// therefore interrupts a blocked backend read within watchEvery; the
+// request's own checks of ctx.Err() see it at once.
+const watchEvery = 20 * time.Millisecond
+
+var watched = struct {
+	mu      sync.Mutex
+	conns   map[*h1Conn]struct{}
+	running bool
+}{conns: make(map[*h1Conn]struct{})}
+
+// watch puts pc, about to carry a request of ctx, in the table.
+func (pc *h1Conn) watch(ctx context.Context) {
+	watched.mu.Lock()
+	pc.ctx, pc.interrupted = ctx, false
+	watched.conns[pc] = struct{}{}
+	if !watched.running {
+		watched.running = true
+		go sweepWatched()
+	}
+	watched.mu.Unlock()
+}
+
+// unwatch takes pc out of the table, and reports whether its request went
+// through uninterrupted: false means the sweeper set a deadline in the
+// past on it, and pc must be closed.
+func (pc *h1Conn) unwatch() bool {
+	watched.mu.Lock()
+	delete(watched.conns, pc)
+	ok := !pc.interrupted
+	pc.ctx, pc.interrupted = nil, false
+	watched.mu.Unlock()
+	return ok
+}
+
+// sweepWatched interrupts the exchanges whose context has ended, every
+// watchEvery, until the table is empty. An interrupted exchange stays in
+// the table until it ends, and is interrupted again at every sweep: a
+// deadline the exchange itself set after the first would otherwise undo it.
+func sweepWatched() {
+	var ended []*h1Conn
+	for {
+		time.Sleep(watchEvery)
+		watched.mu.Lock()
+		if len(watched.conns) == 0 {
+			watched.running = false
+			watched.mu.Unlock()
+			return
+		}
+		for pc := range watched.conns {
+			if pc.ctx.Err() != nil {
+				pc.interrupted = true
+				ended = append(ended, pc)
+			}
+		}
+		// Set under the lock: once unwatch returned, pc may be pooled
+		// for another request, which no deadline of this one may touch.
+		for _, pc := range ended {
+			pc.SetDeadline(aLongTimeAgo)
+		}
+		watched.mu.Unlock()
+		clear(ended)
+		ended = ended[:0]
+	}
+}

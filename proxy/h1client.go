@@ -514,8 +514,7 @@ func readResponseHeader(br *bufio.Reader, req *http.Request) (*http.Response, er
 	if !ok {
 		status = strconv.Itoa(code)
 	}
-	tp := textproto.Reader{R: br}
-	mh, err := tp.ReadMIMEHeader()
+	mh, err := readFields(br)
 	if err != nil {
 		return nil, fmt.Errorf("malformed header: %w", err)
 	}

@@ -20,6 +20,7 @@ package tlsmgr
 
 import (
 	"context"
+	"runtime/debug"
 	"time"
 
 	"go.uber.org/zap"
@@ -52,7 +53,16 @@ func (m *Manager) manageNow(rt *group, names []string) {
 
 // managePaced hands rt's names over in order, keeping at most
 // manageWindow of them handed over and not yet loaded, until all are
-// handed over or ctx ends (the group was replaced or the Manager stopped).
+// handed over and loaded (or counted out by manageIdle), or ctx ends (the
+// group was replaced or the Manager stopped). Then it gives the load's
+// garbage back to the operating system at once (debug.FreeOSMemory): a
+// load of 10,000 certificates allocates some 500 MB for a live heap of
+// about 35 MiB, and Go's scavenger would otherwise keep about twice the
+// heap goal of the load's last collection resident for minutes: with
+// 10,000 certificates (bench/certgen), RSS 3 s after ready went from 120
+// to 100 MiB (an edge with one certificate: about 25). What stays is the
+// live heap (about 37 MiB) and spans the load left partly used, which Go
+// cannot compact. It costs one collection, once per large group.
 func (m *Manager) managePaced(ctx context.Context, rt *group) {
 	notify := m.views.subscribe()
 	defer m.views.unsubscribe(notify)
@@ -60,8 +70,8 @@ func (m *Manager) managePaced(ctx context.Context, rt *group) {
 	defer idle.Stop()
 	var loading []string // handed over, no certificate seen yet
 	next := 0
-	for next < len(rt.names) {
-		if free := manageWindow - len(loading); free > 0 {
+	for next < len(rt.names) || len(loading) > 0 {
+		if free := manageWindow - len(loading); free > 0 && next < len(rt.names) {
 			end := min(next+free, len(rt.names))
 			batch := rt.names[next:end]
 			next = end
@@ -89,4 +99,6 @@ func (m *Manager) managePaced(ctx context.Context, rt *group) {
 			loading = loading[:0] // nothing loading any more
 		}
 	}
+	debug.FreeOSMemory()
+	m.logger.Debug("certificates loaded; memory of the load returned", zap.Int("names", len(rt.names)))
 }

@@ -324,6 +324,9 @@ func (h *Handler) Status() []PoolStatus {
 // Strict-Transport-Security header on every response, once: edge's value
 // replaces the backend's.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 2 {
+		growStack() // a goroutine per stream (stack.go)
+	}
 	h.startWriteDeadline(w, r)
 	closeAfterAmbiguousFraming(w, r)
 	s := h.router.lookup(r.Host)

@@ -312,8 +312,9 @@ func (w *response) FlushError() error {
 // SetReadDeadline is for http.ResponseController.
 func (w *response) SetReadDeadline(t time.Time) error { return w.c.rwc.SetReadDeadline(t) }
 
-// SetWriteDeadline is for http.ResponseController.
-func (w *response) SetWriteDeadline(t time.Time) error { return w.c.rwc.SetWriteDeadline(t) }
+// SetWriteDeadline is for http.ResponseController; a small move later is
+// not applied (setWriteDeadline).
+func (w *response) SetWriteDeadline(t time.Time) error { return w.c.setWriteDeadline(t) }
 
 // EnableFullDuplex is for http.ResponseController: the body may be read
 // after the response has started, which this server always allows.
@@ -336,6 +337,7 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	w.hijacked = true
 	c.hijacked = true
 	_ = c.rwc.SetDeadline(time.Time{})
+	c.wdl = time.Time{}
 	c.srv.setState(c, http.StateHijacked)
 	c.srv.forget(c) // as with net/http, Shutdown neither waits for it nor closes it
 	brw := bufio.NewReadWriter(c.br, c.bw)

@@ -13,9 +13,11 @@ import (
 	"net/http/httputil"
 	"net/textproto"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -86,6 +88,10 @@ type h1Conn struct {
 	// Guarded by watched.mu (h1watch.go).
 	ctx         context.Context // of the request in flight; nil when none
 	interrupted bool            // the sweeper set a deadline in the past
+
+	// headerBy is when the answer's header is due (UnixNano), 0 when no
+	// header is awaited, headerTimedOut once the sweeper found it late.
+	headerBy atomic.Int64
 }
 
 // handles reports whether r is one h1Transport sends itself.
@@ -349,12 +355,9 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, r *http.Request,
 		return nil, false, fmt.Errorf("writing the request to %s: %w", pc.addr, err)
 	}
 	if t.headerTimeout > 0 {
-		pc.SetReadDeadline(time.Now().Add(t.headerTimeout))
-		// A cancel the sweeper saw before the deadline was set is seen
-		// here; one after it, the sweeper sees.
-		if err := ctx.Err(); err != nil {
-			return nil, false, err
-		}
+		// The sweeper enforces it (h1watch.go): no deadline to set and
+		// clear on the connection for every request.
+		pc.headerBy.Store(time.Now().Add(t.headerTimeout).UnixNano())
 	}
 	if _, err := pc.br.Peek(1); err != nil {
 		return nil, false, fmt.Errorf("reading the response from %s: %w", pc.addr, err)
@@ -382,11 +385,10 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, r *http.Request,
 			}
 		}
 	}
-	if t.headerTimeout > 0 {
-		pc.SetReadDeadline(time.Time{})
-		if err := ctx.Err(); err != nil {
-			return nil, true, err
-		}
+	if t.headerTimeout > 0 && pc.headerBy.Swap(0) == headerTimedOut {
+		// The sweeper found the time up as the header came: the answer
+		// is late, as with a deadline, and pc is already interrupted.
+		return nil, true, fmt.Errorf("reading the response from %s: %w", pc.addr, os.ErrDeadlineExceeded)
 	}
 	if res.StatusCode == http.StatusSwitchingProtocols {
 		// Not asked for (upgrades go to fallback): nothing can follow it.

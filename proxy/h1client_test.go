@@ -458,3 +458,55 @@ func TestH1ClientCancelInterruptsTheBody(t *testing.T) {
 		t.Fatalf("%d idle connections, want the interrupted one closed", idle)
 	}
 }
+
+// TestHeaderLateOnce: the sweeper finds a header late only once its time is
+// up and only while the exchange still waits for it; an exchange that took
+// its header first is left alone, and one found late learns it.
+func TestHeaderLateOnce(t *testing.T) {
+	pc := &h1Conn{}
+	now := time.Now().UnixNano()
+	if headerLate(pc, now) {
+		t.Fatal("late with no header awaited")
+	}
+	pc.headerBy.Store(now + int64(time.Second))
+	if headerLate(pc, now) {
+		t.Fatal("late before its time")
+	}
+	if !headerLate(pc, now+int64(time.Second)) {
+		t.Fatal("not late at its time")
+	}
+	if !headerLate(pc, now+int64(2*time.Second)) {
+		t.Fatal("a late exchange must be interrupted again at every sweep")
+	}
+	if got := pc.headerBy.Swap(0); got != headerTimedOut {
+		t.Fatalf("the exchange reads %d, want headerTimedOut", got)
+	}
+	pc.headerBy.Store(now + int64(time.Second))
+	pc.headerBy.Swap(0) // the header came in time
+	if headerLate(pc, now+int64(time.Hour)) {
+		t.Fatal("late after the header came")
+	}
+}
+
+// TestH1ClientHeaderTimeoutAfter1xx: the response header timeout runs to
+// the final answer, through informational ones.
+func TestH1ClientHeaderTimeoutAfter1xx(t *testing.T) {
+	held := make(chan net.Conn, 1)
+	ln := serveConns(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err == nil {
+			io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
+		}
+		held <- c // the final answer never comes
+	})
+	t.Cleanup(func() {
+		if len(held) > 0 {
+			(<-held).Close()
+		}
+	})
+	h1 := newTestH1(t, Timeouts{Connect: time.Second, ResponseHeader: 100 * time.Millisecond})
+	_, _, err := get(t, h1, "GET", "http://"+ln.Addr().String()+"/", nil)
+	if StatusForError(err) != http.StatusGatewayTimeout {
+		t.Fatalf("err %v maps to %d, want 504", err, StatusForError(err))
+	}
+}

@@ -84,7 +84,11 @@ func (h *Handler) serveDirect(rec *recorder, r *http.Request, u *Upstream) {
 	h.setForwarded(r, out)
 	uri := r.URL.RequestURI()
 	if q := cleanQuery(r.URL.RawQuery); q != r.URL.RawQuery {
-		uri = r.URL.EscapedPath() + "?" + q
+		// Rare: a copy, so that a query cleaned to nothing loses its "?"
+		// as with ReverseProxy.
+		cu := *r.URL
+		cu.RawQuery = q
+		uri = cu.RequestURI()
 	}
 	body, err := readBody(r)
 	var res *http.Response
@@ -153,6 +157,9 @@ func (r *recorder) got1xx(code int, header http.Header) error {
 // and its slices have no room to grow into (an append copies).
 func copyHeaderValues(dst, src http.Header) {
 	for k, vv := range src {
+		if len(vv) == 0 {
+			continue // as copyHeader's Add: a trailer announced, not sent
+		}
 		if old, ok := dst[k]; ok {
 			dst[k] = append(old, vv...)
 		} else {

@@ -56,6 +56,10 @@ func TestDirectPathMatchesReverseProxy(t *testing.T) {
 			h.Set("X-Count", "2")
 			h.Set(http.TrailerPrefix+"X-Late", "late")
 			return
+		case "/trailer-unsent":
+			h.Set("Trailer", "X-Never")
+			io.WriteString(w, "no trailer follows")
+			return
 		case "/sse":
 			h.Set("Content-Type", "text/event-stream; charset=utf-8")
 			h.Set("Content-Length", "12")
@@ -109,6 +113,11 @@ func TestDirectPathMatchesReverseProxy(t *testing.T) {
 		"GET /nocontent HTTP/1.1\r\nHost: example.com\r\n\r\n",
 		"GET http://example.com/absolute?z=1 HTTP/1.1\r\nHost: example.com\r\n\r\n",
 		"GET /old HTTP/1.0\r\nHost: example.com\r\n\r\n",
+		"GET /q?; HTTP/1.1\r\nHost: example.com\r\n\r\n",
+		"GET /q?%zz HTTP/1.1\r\nHost: example.com\r\n\r\n",
+		"GET /hints HTTP/1.0\r\nHost: example.com\r\nConnection: keep-alive\r\n\r\n",
+		"PUT /hints HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+		"GET /trailer-unsent HTTP/1.1\r\nHost: example.com\r\nTe: trailers\r\n\r\n",
 	}
 	configs := []struct {
 		name string
@@ -180,4 +189,46 @@ func sortedKeys(h http.Header) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// TestInformationalKeepsEdgesFields: a backend's 1xx clears the response
+// header (ReverseProxy's Got1xxResponse and the direct path alike), and
+// the final answer still carries what edge had put there: here the
+// Connection: close that ends a connection after a request of ambiguous
+// framing (closeAfterAmbiguousFraming). An HTTP/1.0 client gets no 1xx
+// (RFC 9110, section 15.2).
+func TestInformationalKeepsEdgesFields(t *testing.T) {
+	forEachServer(t, func(t *testing.T, serveOn func(http.Handler) string) {
+		backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			if r.URL.Path == "/hints" {
+				w.Header().Set("Link", "</a.css>; rel=preload")
+				w.WriteHeader(http.StatusEarlyHints)
+				w.Header().Del("Link")
+			}
+			io.WriteString(w, "ok")
+		}))
+		t.Cleanup(backend.Close)
+		for _, via := range []bool{false, true} {
+			cfg := simpleConfig(mustURL(t, backend.URL))
+			cfg.viaReverseProxy = via
+			h := newHandler(t, cfg)
+			addr := serveOn(h.HTTPHandler())
+			for _, tc := range []struct{ req, want1xx string }{
+				{"POST /plain HTTP/1.0\r\nHost: example.com\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nhi", ""},
+				{"POST /hints HTTP/1.0\r\nHost: example.com\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nhi", ""},
+				{"POST /hints HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n", "103 Early Hints"},
+			} {
+				line := strings.SplitN(tc.req, "\r\n", 2)[0]
+				out := exchangeRaw(t, addr, tc.req)
+				final := out[strings.LastIndex(out, "200 OK"):]
+				if !strings.Contains(final, "close=true") {
+					t.Errorf("via ReverseProxy %v, %s: the connection is not closed:\n%s", via, line, out)
+				}
+				if got := strings.Contains(out, "103 Early Hints"); got != (tc.want1xx != "") {
+					t.Errorf("via ReverseProxy %v, %s: 103 sent %v, want %v:\n%s", via, line, got, tc.want1xx != "", out)
+				}
+			}
+		}
+	})
 }

@@ -618,6 +618,7 @@ func (h *Handler) forward(rec *recorder, r *http.Request, p *pool) {
 			return
 		}
 		rec.up, rec.err = u, nil
+		rec.keepOwn()
 		t0 := time.Now()
 		if attempt == 0 {
 			start = t0

@@ -33,6 +33,35 @@ type recorder struct {
 	req                   *http.Request
 	siteRules, routeRules *headerRules
 	upDur                 time.Duration // time spent with backends, all tries
+	// own holds the fields edge put in the response before the backend
+	// answered (Connection: close, a sticky cookie), nil when none: a 1xx
+	// clears the header (ReverseProxy's Got1xxResponse, got1xx), and the
+	// final answer gets them back. informed: a 1xx came.
+	own      http.Header
+	informed bool
+}
+
+// keepOwn notes the fields edge has put in the response so far, before a
+// try sends the request to a backend.
+func (r *recorder) keepOwn() {
+	if h := r.ResponseWriter.Header(); len(h) > 0 {
+		r.own = h.Clone()
+	} else {
+		r.own = nil
+	}
+}
+
+// restoreOwn gives the final answer back the fields of edge's that a 1xx
+// cleared, before the backend's values, where they were before it.
+func (r *recorder) restoreOwn() {
+	if !r.informed || r.own == nil {
+		return
+	}
+	h := r.ResponseWriter.Header()
+	for k, vv := range r.own {
+		h[k] = append(vv, h[k]...)
+	}
+	r.own = nil
 }
 
 // clientAddr implements clientAddresser for IPHash.
@@ -44,13 +73,19 @@ var _ http.Hijacker = (*recorder)(nil)
 // (1xx but 101) pass through without counting as the final status.
 func (r *recorder) WriteHeader(code int) {
 	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
-		r.ResponseWriter.WriteHeader(code)
+		r.informed = true
+		// RFC 9110, section 15.2: a server MUST NOT send a 1xx response to
+		// an HTTP/1.0 client.
+		if !r.wrote && r.req.ProtoAtLeast(1, 1) {
+			r.ResponseWriter.WriteHeader(code)
+		}
 		return
 	}
 	if r.wrote {
 		return
 	}
 	r.status, r.wrote = code, true
+	r.restoreOwn()
 	r.setHSTS()
 	r.applyRules()
 	if r.writeTO > 0 {
@@ -65,6 +100,7 @@ func (r *recorder) WriteHeader(code int) {
 func (r *recorder) Write(b []byte) (int, error) {
 	if !r.wrote {
 		r.status, r.wrote = http.StatusOK, true
+		r.restoreOwn()
 		r.setHSTS()
 		r.applyRules()
 	}

@@ -59,9 +59,10 @@ func (pc *h1Conn) unwatch() bool {
 }
 
 // sweepWatched interrupts the exchanges whose context has ended or whose
-// answer's header is late, every watchEvery, until the table is empty. An interrupted exchange stays in
-// the table until it ends, and is interrupted again at every sweep: a
-// deadline the exchange itself set after the first would otherwise undo it.
+// answer's header is late, every watchEvery, until the table is empty. An
+// interrupted exchange stays in the table until it ends, and is interrupted
+// again at every sweep: a deadline the exchange itself set after the first
+// would otherwise undo it.
 func sweepWatched() {
 	var ended []*h1Conn
 	for {

@@ -36,14 +36,27 @@ type recorder struct {
 	// own holds the fields edge put in the response before the backend
 	// answered (Connection: close, a sticky cookie), nil when none: a 1xx
 	// clears the header (ReverseProxy's Got1xxResponse, got1xx), and the
-	// final answer gets them back. informed: a 1xx came.
+	// final answer gets them back. informed: a 1xx came in the current
+	// try, after own was taken.
 	own      http.Header
 	informed bool
 }
 
 // keepOwn notes the fields edge has put in the response so far, before a
-// try sends the request to a backend.
+// try sends the request to a backend. When a 1xx of the try before cleared
+// them, it first puts them back but the sticky cookie, which named the
+// backend that failed (forward deletes it; the retry's pick may have set
+// another).
 func (r *recorder) keepOwn() {
+	if r.informed {
+		r.informed = false
+		h := r.ResponseWriter.Header()
+		for k, vv := range r.own {
+			if k != "Set-Cookie" {
+				h[k] = append(vv, h[k]...)
+			}
+		}
+	}
 	if h := r.ResponseWriter.Header(); len(h) > 0 {
 		r.own = h.Clone()
 	} else {

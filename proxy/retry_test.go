@@ -203,3 +203,58 @@ func TestRetryNeverTheSameBackend(t *testing.T) {
 		}
 	}
 }
+
+// TestRetryAfterInformationalKeepsEdgesFields: a try that sends a 1xx (which
+// clears the response header) and then fails with a RetryOn status, retried
+// on the other backend: the final answer still has edge's Connection: close
+// (an HTTP/1.0 keep-alive request, closeAfterAmbiguousFraming), and one
+// sticky cookie, the one naming the backend that answered.
+func TestRetryAfterInformationalKeepsEdgesFields(t *testing.T) {
+	forEachServer(t, func(t *testing.T, serveOn func(http.Handler) string) {
+		var hits atomic.Int64
+		backend := func(name string) *httptest.Server {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if hits.Add(1) == 1 {
+					w.Header().Set("Link", "</a.css>; rel=preload")
+					w.WriteHeader(http.StatusEarlyHints)
+					w.Header().Del("Link")
+					http.Error(w, "maintenance", http.StatusServiceUnavailable)
+					return
+				}
+				io.WriteString(w, name)
+			}))
+			t.Cleanup(srv.Close)
+			return srv
+		}
+		a, b := backend("a"), backend("b")
+		cfg := simpleConfig(mustURL(t, a.URL), mustURL(t, b.URL))
+		cfg.Pools[0].Selector = Cookie{}
+		cfg.Pools[0].Retries, cfg.Pools[0].RetryOn = 1, RetryOn{Statuses: []int{503}}
+		addr := serveOn(newHandler(t, cfg).HTTPHandler())
+
+		out := exchangeRaw(t, addr, "GET / HTTP/1.0\r\nHost: example.com\r\nConnection: keep-alive\r\n\r\n")
+		if hits.Load() != 2 {
+			t.Fatalf("%d backend requests, want 2 (a 503 retried):\n%s", hits.Load(), out)
+		}
+		if !strings.HasPrefix(out, "200 OK") || !strings.Contains(out, "close=true") {
+			t.Errorf("want a 200 that closes the connection:\n%s", out)
+		}
+		name := CookieNameFor("web") + "="
+		var cookies []string // the values of every Set-Cookie line, as %q prints them
+		for _, l := range strings.Split(out, "\n") {
+			if v, ok := strings.CutPrefix(l, "Set-Cookie: "); ok {
+				cookies = append(cookies, v)
+			}
+		}
+		if len(cookies) != 1 || strings.Count(cookies[0], name) != 1 {
+			t.Fatalf("Set-Cookie %v, want one %s cookie:\n%s", cookies, name, out)
+		}
+		answered := out[strings.Index(out, "body ")+len("body "):]
+		// The cookie pins the client to the backend that answered.
+		value := strings.SplitN(strings.SplitN(cookies[0], name, 2)[1], ";", 2)[0]
+		again := exchangeRaw(t, addr, "GET / HTTP/1.1\r\nHost: example.com\r\nCookie: "+name+value+"\r\nConnection: close\r\n\r\n")
+		if got := again[strings.Index(again, "body ")+len("body "):]; got != answered {
+			t.Errorf("with the cookie, answered by %s, want %s (the retry's backend)", got, answered)
+		}
+	})
+}

@@ -85,7 +85,8 @@ type h1Conn struct {
 	bw        *bufio.Writer
 	idleSince time.Time
 
-	// Guarded by watched.mu (h1watch.go).
+	shard *watchShard // its part of the table of exchanges (h1watch.go)
+	// Guarded by shard.mu.
 	ctx         context.Context // of the request in flight; nil when none
 	interrupted bool            // the sweeper set a deadline in the past
 
@@ -188,6 +189,11 @@ func (t *h1Transport) send(r *http.Request, addr, uri, host string, header http.
 		pc, reused, err := t.get(ctx, addr, !resend)
 		if err != nil {
 			return nil, err
+		}
+		if err := ctx.Err(); err != nil {
+			// Ended before anything was written: pc is as it was.
+			t.put(pc)
+			return nil, fmt.Errorf("sending to %s: %w", addr, err)
 		}
 		res, sent, err := t.exchange(ctx, pc, r, uri, host, header, body, inform)
 		if err == nil {
@@ -349,7 +355,7 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, r *http.Request,
 		}
 	}()
 	if err := ctx.Err(); err != nil {
-		return nil, false, err
+		return nil, false, err // ended between send's check and watch
 	}
 	if err := writeRequest(pc.bw, r.Method, uri, host, header, body); err != nil {
 		return nil, false, fmt.Errorf("writing the request to %s: %w", pc.addr, err)

@@ -11,6 +11,7 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"net/url"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -459,6 +460,51 @@ func TestH1ClientCancelInterruptsTheBody(t *testing.T) {
 	}
 }
 
+// TestH1ClientCancelBeforeWriteKeepsTheConnection: a request whose context
+// ended before anything was written leaves its pooled connection pooled,
+// and the backend sees no request of it.
+func TestH1ClientCancelBeforeWriteKeepsTheConnection(t *testing.T) {
+	var accepted, requests atomic.Int32
+	ln := serveConns(t, func(c net.Conn) {
+		defer c.Close()
+		accepted.Add(1)
+		br := bufio.NewReader(c)
+		for {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			requests.Add(1)
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	u := "http://" + ln.Addr().String() + "/"
+	h1 := newTestH1(t, Timeouts{Connect: time.Second})
+	if _, body, err := get(t, h1, "GET", u, nil); err != nil || body != "ok" {
+		t.Fatal(body, err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
+	if res, err := h1.RoundTrip(req); !errors.Is(err, context.Canceled) {
+		if res != nil {
+			res.Body.Close()
+		}
+		t.Fatalf("RoundTrip with an ended context: %v, want context.Canceled", err)
+	}
+	h1.mu.Lock()
+	idle := len(h1.idle[ln.Addr().String()])
+	h1.mu.Unlock()
+	if idle != 1 {
+		t.Fatalf("%d idle connections, want the unused one kept", idle)
+	}
+	if _, body, err := get(t, h1, "GET", u, nil); err != nil || body != "ok" {
+		t.Fatal(body, err)
+	}
+	if a, r := accepted.Load(), requests.Load(); a != 1 || r != 2 {
+		t.Fatalf("%d connections, %d requests at the backend; want 1 and 2", a, r)
+	}
+}
+
 // TestHeaderLateOnce: the sweeper finds a header late only once its time is
 // up and only while the exchange still waits for it; an exchange that took
 // its header first is left alone, and one found late learns it.
@@ -508,5 +554,54 @@ func TestH1ClientHeaderTimeoutAfter1xx(t *testing.T) {
 	_, _, err := get(t, h1, "GET", "http://"+ln.Addr().String()+"/", nil)
 	if StatusForError(err) != http.StatusGatewayTimeout {
 		t.Fatalf("err %v maps to %d, want 504", err, StatusForError(err))
+	}
+}
+
+// TestSweepReachesEveryShard: exchanges spread over the table's parts are
+// each interrupted once their context ends, and only those.
+func TestSweepReachesEveryShard(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	var ended, live []*h1Conn
+	for i := 0; i < 3*watchShards; i++ {
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		pc := &h1Conn{Conn: a, shard: &watched[i%watchShards]}
+		if i%3 == 0 {
+			pc.watch(t.Context())
+			live = append(live, pc)
+		} else {
+			pc.watch(ctx)
+			ended = append(ended, pc)
+		}
+	}
+	shards := map[*watchShard]bool{}
+	for _, pc := range ended {
+		shards[pc.shard] = true
+	}
+	if len(shards) != watchShards {
+		t.Fatalf("the ended exchanges are in %d parts of the table, want all %d", len(shards), watchShards)
+	}
+	cancel()
+	for _, pc := range ended {
+		// The interrupt shows as a read that fails at once.
+		pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		start := time.Now()
+		for {
+			_, err := pc.Read(make([]byte, 1))
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				break
+			}
+			if err != nil || time.Since(start) > 5*time.Second {
+				t.Fatalf("read: %v after %v, want a deadline in the past", err, time.Since(start))
+			}
+		}
+		if pc.unwatch() {
+			t.Error("unwatch of an interrupted exchange reports it whole")
+		}
+	}
+	for _, pc := range live {
+		if !pc.unwatch() {
+			t.Error("an exchange whose context is live was interrupted")
+		}
 	}
 }

@@ -232,3 +232,41 @@ func TestInformationalKeepsEdgesFields(t *testing.T) {
 		}
 	})
 }
+
+// TestBodyTimeoutAfterInformationalClosesOnce: a chunked request body
+// (edge answers it with Connection: close) that the client stalls past
+// read_timeout while the backend has already sent a 1xx: the 408 says
+// Connection: close once, edge's kept field and finish's not both.
+func TestBodyTimeoutAfterInformationalClosesOnce(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</a.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "done")
+	}))
+	t.Cleanup(backend.Close)
+	srv := httptest.NewUnstartedServer(newHandler(t, simpleConfig(mustURL(t, backend.URL))).HTTPHandler())
+	srv.Config.ReadTimeout = 300 * time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(conn, "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab")
+	raw, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := string(raw)
+	i := strings.Index(out, "HTTP/1.1 408 ")
+	if i < 0 {
+		t.Fatalf("no 408:\n%s", out)
+	}
+	head, _, _ := strings.Cut(out[i:], "\r\n\r\n")
+	if n := strings.Count(head, "\r\nConnection:"); n != 1 || !strings.Contains(head, "\r\nConnection: close") {
+		t.Errorf("the 408 has %d Connection fields, want one Connection: close:\n%s", n, out)
+	}
+}

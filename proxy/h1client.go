@@ -191,8 +191,12 @@ func (t *h1Transport) send(r *http.Request, addr, uri, host string, header http.
 			return nil, err
 		}
 		if err := ctx.Err(); err != nil {
-			// Ended before anything was written: pc is as it was.
-			t.put(pc)
+			// Ended before anything was written: pc is as it was, and
+			// keeps its idle clock (a new one starts it now).
+			if !reused {
+				pc.idleSince = time.Now()
+			}
+			t.keep(pc)
 			return nil, fmt.Errorf("sending to %s: %w", addr, err)
 		}
 		res, sent, err := t.exchange(ctx, pc, r, uri, host, header, body, inform)
@@ -267,9 +271,15 @@ func (t *h1Transport) get(ctx context.Context, addr string, check bool) (pc *h1C
 	return &h1Conn{Conn: c, addr: addr, br: bufio.NewReaderSize(c, 4<<10), bw: bufio.NewWriterSize(c, 4<<10)}, false, nil
 }
 
-// put keeps pc for reuse, or closes it when the pool is full or closed.
+// put keeps pc for reuse, idle from now, or closes it when the pool is
+// full or closed.
 func (t *h1Transport) put(pc *h1Conn) {
 	pc.idleSince = time.Now()
+	t.keep(pc)
+}
+
+// keep pools pc as put does, with the idleSince it has.
+func (t *h1Transport) keep(pc *h1Conn) {
 	t.mu.Lock()
 	conns := t.idle[pc.addr]
 	if t.closed || len(conns) >= t.maxIdlePerAddr {

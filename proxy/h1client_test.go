@@ -505,6 +505,44 @@ func TestH1ClientCancelBeforeWriteKeepsTheConnection(t *testing.T) {
 	}
 }
 
+// TestH1ClientCancelBeforeWriteKeepsTheIdleClock: the connection given back
+// by a request whose context had ended is as idle as it was: one idle past
+// Idle in all is not reused.
+func TestH1ClientCancelBeforeWriteKeepsTheIdleClock(t *testing.T) {
+	var accepted atomic.Int32
+	ln := serveConns(t, func(c net.Conn) {
+		defer c.Close()
+		accepted.Add(1)
+		br := bufio.NewReader(c)
+		for {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	u := "http://" + ln.Addr().String() + "/"
+	h1 := newTestH1(t, Timeouts{Connect: time.Second, Idle: 300 * time.Millisecond})
+	if _, body, err := get(t, h1, "GET", u, nil); err != nil || body != "ok" {
+		t.Fatal(body, err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
+	if res, err := h1.RoundTrip(req); err == nil {
+		res.Body.Close()
+		t.Fatal("RoundTrip with an ended context succeeded")
+	}
+	time.Sleep(200 * time.Millisecond) // 400 ms idle in all
+	if _, body, err := get(t, h1, "GET", u, nil); err != nil || body != "ok" {
+		t.Fatal(body, err)
+	}
+	if a := accepted.Load(); a != 2 {
+		t.Errorf("%d connections: the one idle for 400 ms (Idle 300 ms) was reused", a)
+	}
+}
+
 // TestHeaderLateOnce: the sweeper finds a header late only once its time is
 // up and only while the exchange still waits for it; an exchange that took
 // its header first is left alone, and one found late learns it.

@@ -522,6 +522,7 @@ func (h *Handler) finish(rec *recorder, r *http.Request, s *site, rt *route, sta
 	}
 	if rec.err != nil && !rec.wrote {
 		code = StatusForError(rec.err)
+		rec.restoreOwn() // before the Connection: close below, not on top of it
 		switch {
 		case rec.body.timedOut():
 			// The client did not send its body within limits.read_timeout;
@@ -652,6 +653,7 @@ func (h *Handler) forward(rec *recorder, r *http.Request, p *pool) {
 			return slices.Contains(tried, x)
 		})
 		delete(rec.Header(), "Set-Cookie") // a sticky cookie for the failed backend
+		delete(rec.own, "Set-Cookie")      // and its copy, should a 1xx have cleared the header
 		if r.GetBody != nil && r.Body != nil && r.Body != http.NoBody {
 			body, err := r.GetBody()
 			if err != nil {

@@ -44,17 +44,14 @@ type recorder struct {
 
 // keepOwn notes the fields edge has put in the response so far, before a
 // try sends the request to a backend. When a 1xx of the try before cleared
-// them, it first puts them back but the sticky cookie, which named the
-// backend that failed (forward deletes it; the retry's pick may have set
-// another).
+// them, it first puts them back (forward has taken the failed backend's
+// sticky cookie out of both; the retry's pick may have set another).
 func (r *recorder) keepOwn() {
 	if r.informed {
 		r.informed = false
 		h := r.ResponseWriter.Header()
 		for k, vv := range r.own {
-			if k != "Set-Cookie" {
-				h[k] = append(vv, h[k]...)
-			}
+			h[k] = append(vv, h[k]...)
 		}
 	}
 	if h := r.ResponseWriter.Header(); len(h) > 0 {

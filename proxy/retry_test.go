@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -257,4 +258,51 @@ func TestRetryAfterInformationalKeepsEdgesFields(t *testing.T) {
 			t.Errorf("with the cookie, answered by %s, want %s (the retry's backend)", got, answered)
 		}
 	})
+}
+
+// TestRetryAfterInformationalWithNoBackendLeft: a try that sends a 1xx and
+// then a RetryOn status, when no other backend can be taken (the other is
+// drained by then): the final 503 carries no sticky cookie, neither the
+// failed backend's (forward deletes it, here also from the copy kept
+// across the 1xx) nor any other, as without the 1xx.
+func TestRetryAfterInformationalWithNoBackendLeft(t *testing.T) {
+	for _, hints := range []bool{false, true} {
+		t.Run(fmt.Sprintf("1xx=%v", hints), func(t *testing.T) {
+			forEachServer(t, func(t *testing.T, serveOn func(http.Handler) string) {
+				var h *Handler
+				var hits atomic.Int64
+				var urls [2]string
+				backend := func(i int) *httptest.Server {
+					srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						hits.Add(1)
+						if err := h.Drain("web", urls[1-i], true); err != nil {
+							t.Error(err)
+						}
+						if hints {
+							w.Header().Set("Link", "</a.css>; rel=preload")
+							w.WriteHeader(http.StatusEarlyHints)
+							w.Header().Del("Link")
+						}
+						http.Error(w, "maintenance", http.StatusServiceUnavailable)
+					}))
+					t.Cleanup(srv.Close)
+					return srv
+				}
+				a, b := mustURL(t, backend(0).URL), mustURL(t, backend(1).URL)
+				urls = [2]string{a.String(), b.String()}
+				cfg := simpleConfig(a, b)
+				cfg.Pools[0].Selector = Cookie{}
+				cfg.Pools[0].Retries, cfg.Pools[0].RetryOn = 1, RetryOn{Statuses: []int{503}}
+				h = newHandler(t, cfg)
+				out := exchangeRaw(t, serveOn(h.HTTPHandler()), "GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+				if hits.Load() != 1 {
+					t.Fatalf("%d backend requests, want 1 (the other backend drained):\n%s", hits.Load(), out)
+				}
+				final := out[strings.Index(out, "503 Service Unavailable HTTP/"):] // exchangeRaw's line for it
+				if strings.Contains(final, "Set-Cookie") {
+					t.Errorf("the 503 carries a sticky cookie:\n%s", out)
+				}
+			})
+		})
+	}
 }

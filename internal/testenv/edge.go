@@ -124,8 +124,14 @@ func LaunchEdge(tb TB, cfgYAML string) *Edge {
 	if out, err := exec.Command(bin, "validate", "-config", cfgPath).CombinedOutput(); err != nil {
 		tb.Fatalf("edge validate -config %s: %v\n%s\nconfig:\n%s", cfgPath, err, out, cfgYAML)
 	}
+	// edge's temporary files (an exec export's PEM copies) go under the
+	// test's directory: an edge a test kills mid-export cannot remove them.
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		tb.Fatalf("LaunchEdge: %v", err)
+	}
 	name := "edge-" + strings.ReplaceAll(addrs.Admin.Listen, ":", "_")
-	p := Start(tb, Cmd{Name: name, Path: bin, Args: []string{"run", "-config", cfgPath}, Dir: dir})
+	p := Start(tb, Cmd{Name: name, Path: bin, Args: []string{"run", "-config", cfgPath}, Dir: dir, Env: []string{"TMPDIR=" + tmp}})
 	return &Edge{
 		Process:    p,
 		ConfigPath: cfgPath,

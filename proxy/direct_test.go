@@ -245,15 +245,7 @@ func TestBodyTimeoutAfterInformationalClosesOnce(t *testing.T) {
 		io.WriteString(w, "done")
 	}))
 	t.Cleanup(backend.Close)
-	srv := httptest.NewUnstartedServer(newHandler(t, simpleConfig(mustURL(t, backend.URL))).HTTPHandler())
-	srv.Config.ReadTimeout = 300 * time.Millisecond
-	srv.Start()
-	t.Cleanup(srv.Close)
-	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialReadTimeout(t, newHandler(t, simpleConfig(mustURL(t, backend.URL))).HTTPHandler(), 300*time.Millisecond)
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
 	io.WriteString(conn, "POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab")
 	raw, err := io.ReadAll(conn)

@@ -85,6 +85,25 @@ func serveConns(t *testing.T, serve func(net.Conn)) net.Listener {
 	return ln
 }
 
+// keepAliveBackend serves "ok" to every request on every connection, and
+// counts both.
+func keepAliveBackend(t *testing.T) (ln net.Listener, accepted, requests *atomic.Int32) {
+	accepted, requests = new(atomic.Int32), new(atomic.Int32)
+	ln = serveConns(t, func(c net.Conn) {
+		defer c.Close()
+		accepted.Add(1)
+		br := bufio.NewReader(c)
+		for {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			requests.Add(1)
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	return ln, accepted, requests
+}
+
 func newTestH1(t *testing.T, to Timeouts) *h1Transport {
 	t.Helper()
 	h1 := newH1Transport(newTransport(to, false), to)
@@ -464,19 +483,7 @@ func TestH1ClientCancelInterruptsTheBody(t *testing.T) {
 // ended before anything was written leaves its pooled connection pooled,
 // and the backend sees no request of it.
 func TestH1ClientCancelBeforeWriteKeepsTheConnection(t *testing.T) {
-	var accepted, requests atomic.Int32
-	ln := serveConns(t, func(c net.Conn) {
-		defer c.Close()
-		accepted.Add(1)
-		br := bufio.NewReader(c)
-		for {
-			if _, err := http.ReadRequest(br); err != nil {
-				return
-			}
-			requests.Add(1)
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-		}
-	})
+	ln, accepted, requests := keepAliveBackend(t)
 	u := "http://" + ln.Addr().String() + "/"
 	h1 := newTestH1(t, Timeouts{Connect: time.Second})
 	if _, body, err := get(t, h1, "GET", u, nil); err != nil || body != "ok" {
@@ -509,18 +516,7 @@ func TestH1ClientCancelBeforeWriteKeepsTheConnection(t *testing.T) {
 // by a request whose context had ended is as idle as it was: one idle past
 // Idle in all is not reused.
 func TestH1ClientCancelBeforeWriteKeepsTheIdleClock(t *testing.T) {
-	var accepted atomic.Int32
-	ln := serveConns(t, func(c net.Conn) {
-		defer c.Close()
-		accepted.Add(1)
-		br := bufio.NewReader(c)
-		for {
-			if _, err := http.ReadRequest(br); err != nil {
-				return
-			}
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-		}
-	})
+	ln, accepted, _ := keepAliveBackend(t)
 	u := "http://" + ln.Addr().String() + "/"
 	h1 := newTestH1(t, Timeouts{Connect: time.Second, Idle: 300 * time.Millisecond})
 	if _, body, err := get(t, h1, "GET", u, nil); err != nil || body != "ok" {

@@ -89,6 +89,22 @@ func simpleConfig(backends ...*url.URL) Config {
 	}
 }
 
+// dialReadTimeout serves h on a net/http test server with the given
+// ReadTimeout and returns a connection to it, closed at the test's end.
+func dialReadTimeout(t *testing.T, h http.Handler, readTimeout time.Duration) net.Conn {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ReadTimeout = readTimeout
+	srv.Start()
+	t.Cleanup(srv.Close)
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
 // serve runs one request through handler h and returns the recorded response.
 func serve(h http.Handler, method, target string, mod ...func(*http.Request)) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(method, target, nil)

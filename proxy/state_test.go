@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -249,15 +248,7 @@ func TestMisdirected(t *testing.T) {
 func TestBodyReadTimeout(t *testing.T) {
 	b := newBackend(t, "b")
 	h := newHandler(t, simpleConfig(b.url))
-	srv := httptest.NewUnstartedServer(h.HTTPHandler())
-	srv.Config.ReadTimeout = 700 * time.Millisecond
-	srv.Start()
-	t.Cleanup(srv.Close)
-	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialReadTimeout(t, h.HTTPHandler(), 700*time.Millisecond)
 	fmt.Fprintf(conn, "POST /up HTTP/1.1\r\nHost: example.com\r\nContent-Length: 100\r\n\r\n")
 	done := make(chan string, 1)
 	go func() {
@@ -273,7 +264,7 @@ func TestBodyReadTimeout(t *testing.T) {
 		}
 		if i == 2 {
 			// Another client is served while the trickle goes on.
-			res, err := http.Get(srv.URL + "/")
+			res, err := http.Get("http://" + conn.RemoteAddr().String() + "/")
 			if err != nil {
 				t.Fatal(err)
 			}

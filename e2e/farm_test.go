@@ -50,10 +50,14 @@ func testWebFarm(t *testing.T, mode string) {
 		Backends: []string{testenv.Addr(confs[0].httpPort), testenv.Addr(confs[1].httpPort)},
 		Mode:     mode,
 		Balance:  "roundrobin",
+		// The edge that orders may ask Pebble to validate before the
+		// other listens (it was launched a moment later): HAProxy then
+		// waits for it rather than giving its turn to the first, which
+		// then answered all three validations (one e2e run of three).
+		WaitForServers: true,
 	})
 
-	// Launch both before waiting for either, so that both listen before
-	// the first validation request arrives.
+	// Launch both before waiting for either.
 	edges := []*testenv.Edge{testenv.LaunchEdge(t, confs[0].yaml()), testenv.LaunchEdge(t, confs[1].yaml())}
 	for _, e := range edges {
 		if err := e.WaitHealthy(30 * time.Second); err != nil {

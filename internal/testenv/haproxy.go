@@ -21,6 +21,12 @@ type HAProxyOptions struct {
 	// ServerOptions are appended to every server line, such as
 	// "send-proxy-v2 source 127.0.0.2".
 	ServerOptions string
+	// WaitForServers keeps a connection on the server the balance chose
+	// when that server refuses it (an edge still starting): HAProxy tries
+	// it again once a second, up to 10 times, instead of redispatching to
+	// the next server. Each server then gets its turn of the balance even
+	// while it starts.
+	WaitForServers bool
 }
 
 // HAProxy is a running HAProxy in the foreground.
@@ -34,7 +40,7 @@ type HAProxy struct {
 // StartHAProxy writes a config with one frontend and one backend of opts'
 // servers and starts haproxy in the foreground. There are no health checks:
 // every server takes its turn; a refused connection is redispatched to the
-// next server.
+// next server (unless WaitForServers).
 func StartHAProxy(tb TB, opts HAProxyOptions) *HAProxy {
 	tb.Helper()
 	bin := RequireTool(tb, "haproxy")
@@ -47,6 +53,14 @@ func StartHAProxy(tb TB, opts HAProxyOptions) *HAProxy {
 	if opts.Balance == "" {
 		opts.Balance = "roundrobin"
 	}
+	// A server that refuses a connection (an edge still starting) is
+	// retried once, then the connection goes to the next server; with
+	// WaitForServers it is retried on the same server, a second apart (the
+	// turn-around HAProxy applies: min(timeout connect, 1 s)).
+	retries := "    retries 2\n    option redispatch\n"
+	if opts.WaitForServers {
+		retries = "    retries 10\n"
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `global
     maxconn 512
@@ -56,18 +70,14 @@ defaults
     timeout connect 2s
     timeout client 30s
     timeout server 30s
-    # A server that refuses a connection (an edge still starting) is
-    # retried once, then the connection goes to the next server.
-    retries 2
-    option redispatch
-
+%s
 frontend fe
     bind %s
     default_backend be
 
 backend be
     balance %s
-`, opts.Mode, Addr(opts.Port), opts.Balance)
+`, opts.Mode, retries, Addr(opts.Port), opts.Balance)
 	for i, s := range opts.Backends {
 		fmt.Fprintf(&b, "    server s%d %s %s\n", i, s, opts.ServerOptions)
 	}

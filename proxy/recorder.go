@@ -47,13 +47,8 @@ type recorder struct {
 // them, it first puts them back (forward has taken the failed backend's
 // sticky cookie out of both; the retry's pick may have set another).
 func (r *recorder) keepOwn() {
-	if r.informed {
-		r.informed = false
-		h := r.ResponseWriter.Header()
-		for k, vv := range r.own {
-			h[k] = append(vv, h[k]...)
-		}
-	}
+	r.restoreOwn()
+	r.informed = false
 	if h := r.ResponseWriter.Header(); len(h) > 0 {
 		r.own = h.Clone()
 	} else {
@@ -61,8 +56,9 @@ func (r *recorder) keepOwn() {
 	}
 }
 
-// restoreOwn gives the final answer back the fields of edge's that a 1xx
-// cleared, before the backend's values, where they were before it.
+// restoreOwn puts back the fields of edge's that a 1xx cleared, before the
+// backend's values, where they were before it: for the final answer, or
+// before a retry's snapshot (keepOwn).
 func (r *recorder) restoreOwn() {
 	if !r.informed || r.own == nil {
 		return

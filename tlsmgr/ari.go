@@ -203,6 +203,8 @@ func (m *Manager) fetchARI(ctx context.Context, st certmagic.Storage, iss *certm
 	if err != nil {
 		return nil, err
 	}
+	// What status shows follows storage (a farm-mate may have changed it).
+	m.ari.noteStored(name, cur.Leaf, stored)
 	unlock, ok := tryLock(ctx, st, "ari_"+id) // certmagic's ARI lock (its updateARI)
 	if !ok {
 		return stored, nil // another edge is fetching it: use what is stored

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"math/big"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -84,9 +85,24 @@ func nextRetry(failures int, last time.Time) time.Time {
 	return last.Add(retrySchedule[min(failures, len(retrySchedule))-1])
 }
 
-// ariBook caches the ARI certmagic stored with each name's certificate (in
-// the certificate's metadata, which certmagic rewrites whenever it fetches
-// ARI), read at most every ariReread per name and certificate.
+// ariBook caches, per name and certificate, what status and metrics read
+// from storage for it: the ARI certmagic stored in the certificate's
+// metadata and the CA whose storage holds the certificate. Reading them
+// is what a scrape of many certificates costs (two loads per name, and
+// certmagic's key building: with 10,000 certificates, half a CPU-second
+// and 160 MB of garbage per scrape), so an entry is read again only
+//   - when the certificate served for the name changes (another serial);
+//   - when this edge stored another ARI for it (fetchARI drops the entry)
+//     or read the stored one in its ARI refresh (fetchARI updates the
+//     entry: a farm-mate's change shows at this edge's next refresh);
+//   - else after ariReread of the certificate's lifetime, less up to a
+//     quarter of it at random, so that names read in one scrape are not
+//     all read again in one later scrape.
+//
+// So what certmagic itself stores (its own ARI fetch, after the CA's
+// Retry-After) shows within one renewal check interval of the
+// certificate's lifetime: 10 minutes for 90-day certificates, seconds for
+// the short-lived ones whose plans are tight.
 type ariBook struct {
 	mu sync.Mutex
 	m  map[string]ariEntry
@@ -95,23 +111,37 @@ type ariBook struct {
 type ariEntry struct {
 	serial string
 	ari    *acme.RenewalInfo
-	ca     string // the directory URL of the CA whose storage holds it
-	read   time.Time
+	ca     string    // the directory URL of the CA whose storage holds it
+	until  time.Time // read it again from then on
 }
 
-const ariReread = 15 * time.Second
+// ariRereadMin is the shortest time an entry is kept.
+const ariRereadMin = 15 * time.Second
 
-// ariOf returns the ARI stored for the certificate leaf of name under the
-// issuer key, or nil when there is none for this very certificate (its
-// ARI identifier names another serial: storage holds a newer one).
-func (m *Manager) ariOf(name string, leaf *x509.Certificate) *acme.RenewalInfo {
-	ari, _ := m.storedInfo(name, leaf)
-	return ari
+// ariReread is how long the book keeps what it read for leaf: the renewal
+// check interval its lifetime gives (lifetime/20, at most 10 minutes), or
+// ariRereadMin when that is longer.
+func ariReread(leaf *x509.Certificate) time.Duration {
+	return max(renewCheckInterval(leaf.NotAfter.Sub(leaf.NotBefore)), ariRereadMin)
 }
 
-// storedInfo returns the ARI stored with the certificate leaf of name
-// (see ariOf) and the directory URL of the CA it is stored under (the CA
-// that issued it; "" when storage no longer holds it).
+// noteStored sets the ARI of name's entry to ari, read from storage just
+// now for leaf, when the entry is that certificate's.
+func (b *ariBook) noteStored(name string, leaf *x509.Certificate, ari *acme.RenewalInfo) {
+	serial := leaf.SerialNumber.Text(16)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if e, ok := b.m[name]; ok && e.serial == serial {
+		e.ari = ari
+		b.m[name] = e
+	}
+}
+
+// storedInfo returns the ARI stored with the certificate leaf of name (nil
+// when there is none for this very certificate: its ARI identifier names
+// another serial, storage holds a newer one) and the directory URL of the
+// CA it is stored under (the CA that issued it; "" when storage no longer
+// holds it), as the book has them.
 func (m *Manager) storedInfo(name string, leaf *x509.Certificate) (*acme.RenewalInfo, string) {
 	g := m.cur.Load()
 	if g == nil {
@@ -133,12 +163,14 @@ func (m *Manager) storedInfo(name string, leaf *x509.Certificate) (*acme.Renewal
 	b.mu.Lock()
 	e, ok := b.m[name]
 	b.mu.Unlock()
-	if ok && e.serial == serial && time.Since(e.read) < ariReread {
+	now := time.Now()
+	if ok && e.serial == serial && now.Before(e.until) {
 		return e.ari, e.ca
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	e = ariEntry{serial: serial, read: time.Now()}
+	keep := ariReread(leaf)
+	e = ariEntry{serial: serial, until: now.Add(keep - rand.N(keep/4))}
 	for _, iss := range g.issuers[i] {
 		if raw, err := g.opts.Storage.Load(ctx, certmagic.StorageKeys.SiteCert(iss.IssuerKey(), name)); err == nil {
 			if b, _ := pem.Decode(raw); b != nil && bytes.Equal(b.Bytes, leaf.Raw) {

@@ -2,6 +2,8 @@ package tlsmgr
 
 import (
 	"context"
+	"runtime/debug"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
@@ -256,5 +258,39 @@ func TestManagePaced(t *testing.T) {
 				len(lacking), len(missing), handed)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestLowerGC(t *testing.T) {
+	gogc := func() int64 {
+		s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+		metrics.Read(s)
+		return int64(s[0].Value.Uint64())
+	}
+	orig := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(orig)
+	first := lowerGC()
+	if got := gogc(); got != loadGCPercent {
+		t.Fatalf("during a load: GOGC %d, want %d", got, loadGCPercent)
+	}
+	second := lowerGC()
+	first()
+	if got := gogc(); got != loadGCPercent {
+		t.Fatalf("one load ended, another runs: GOGC %d, want %d", got, loadGCPercent)
+	}
+	second()
+	if got := gogc(); got != 100 {
+		t.Fatalf("after the loads: GOGC %d, want 100 back", got)
+	}
+	for _, set := range []int{5, -1} { // lower already; off (a memory limit only)
+		debug.SetGCPercent(set)
+		restore := lowerGC()
+		if got := debug.SetGCPercent(set); got != set {
+			t.Errorf("GOGC %d during a load: changed to %d", set, got)
+		}
+		restore()
+		if got := debug.SetGCPercent(set); got != set {
+			t.Errorf("GOGC %d after a load: changed to %d", set, got)
+		}
 	}
 }

@@ -294,3 +294,44 @@ func TestLowerGC(t *testing.T) {
 		}
 	}
 }
+
+// TestManagePacedReload: a start loads a large group from storage (the GC
+// target lowered, the memory returned after); a reload that changes the
+// group hands the same names over again, which the cache holds: no load.
+func TestManagePacedReload(t *testing.T) {
+	dir := t.TempDir()
+	names := writeManyCerts(t, dir, manageWindow*2+10, 90*24*time.Hour)
+	core, logs := observer.New(zapcore.DebugLevel)
+	ctx, cancel := context.WithCancel(context.Background())
+	m := New(zap.New(core), nil)
+	defer m.Stop()
+	defer cancel()
+	apply := func(names []string) {
+		t.Helper()
+		if err := m.Apply(ctx, Options{CA: manyCertsCA, Email: "bench@example.com", HTTP01: true,
+			Storage: &certmagic.FileStorage{Path: dir}, Groups: []Group{{Names: names}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	loaded := func(n int) map[string]any {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			if es := logs.FilterMessage("certificates loaded").All(); len(es) >= n {
+				return es[n-1].ContextMap()
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after 60 s: %d paced loads ended, want %d", len(logs.FilterMessage("certificates loaded").All()), n)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	apply(names)
+	if got := loaded(1); got["without_certificate_before"] != int64(len(names)) || got["memory_returned"] != true {
+		t.Errorf("start: %v; want all %d names without a certificate before, memory returned", got, len(names))
+	}
+	apply(append(slices.Clone(names), "new.bench.test")) // the group changed: handed over again
+	if got := loaded(2); got["without_certificate_before"] != int64(1) || got["memory_returned"] != false {
+		t.Errorf("reload: %v; want 1 name without a certificate before, memory not returned", got)
+	}
+}

@@ -94,7 +94,9 @@ func (m *Manager) manageNow(rt *group, names []string) {
 // managePaced hands rt's names over in order, keeping at most
 // manageWindow of them handed over and not yet loaded, until all are
 // handed over and loaded (or counted out by manageIdle), or ctx ends (the
-// group was replaced or the Manager stopped). Then it gives the load's
+// group was replaced or the Manager stopped). When more than manageWindow
+// of the names had no certificate in the cache before (a start, or new
+// names; not a reload of names loaded already), it then gives the load's
 // garbage back to the operating system at once (debug.FreeOSMemory): a
 // load of 10,000 certificates allocates some 500 MB for a live heap of
 // about 35 MiB, and Go's scavenger would otherwise keep about twice the
@@ -103,11 +105,24 @@ func (m *Manager) manageNow(rt *group, names []string) {
 // to 100 MiB (an edge with one certificate: about 25). What stays is the
 // live heap and spans the load left partly used, which Go cannot compact;
 // the GC target is lowered meanwhile (lowerGC) so that these are few. It
-// costs one collection, once per large group.
+// costs one collection, once per large load.
 func (m *Manager) managePaced(ctx context.Context, rt *group) {
-	defer lowerGC()()
 	notify := m.views.subscribe()
 	defer m.views.unsubscribe(notify)
+	// A load from storage, or a group of names the cache holds already (a
+	// reload that changed a large group): only the first makes garbage
+	// worth the lower GC target and the collection at the end.
+	m.views.syncAll(m.cache)
+	fresh := 0
+	for _, n := range rt.names {
+		if m.views.get(n).leaf == nil {
+			fresh++
+		}
+	}
+	load := fresh > manageWindow
+	if load {
+		defer lowerGC()()
+	}
 	idle := time.NewTimer(manageIdle)
 	defer idle.Stop()
 	var loading []string // handed over, no certificate seen yet
@@ -141,6 +156,9 @@ func (m *Manager) managePaced(ctx context.Context, rt *group) {
 			loading = loading[:0] // nothing loading any more
 		}
 	}
-	debug.FreeOSMemory()
-	m.logger.Debug("certificates loaded; memory of the load returned", zap.Int("names", len(rt.names)))
+	if load {
+		debug.FreeOSMemory()
+	}
+	m.logger.Debug("certificates loaded", zap.Int("names", len(rt.names)), zap.Int("without_certificate_before", fresh),
+		zap.Bool("memory_returned", load))
 }

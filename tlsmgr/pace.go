@@ -39,8 +39,8 @@ const (
 // Collections after each 10 % of growth instead of 100 % leave little of
 // the load's garbage between the certificates that stay, in spans Go can
 // neither compact nor return: with 10,000 certificates (bench/certgen) the
-// heap's spans in use 2 s after ready went from 75-83 to 56-59 MiB for a
-// live heap of about 50 MiB, and RSS from 97-102 to 77-78 MiB, while the
+// heap's spans in use 2 s after ready went from 71-79 to 53-56 MiB for a
+// live heap of about 50 MiB, and RSS from 94-100 to 75-76 MiB, while the
 // load took 2.1 s instead of 0.9 and twice the CPU (4 s instead of 2).
 const loadGCPercent = 10
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -152,6 +153,62 @@ func (e *Exec) deliver(ctx context.Context, c *Cert) (string, error) {
 	return e.run(ctx, c.Name, vars)
 }
 
+// tempPrefix begins the name of each temporary directory Exec writes a
+// certificate and its key into, "edge-exec-p<PID>-<random>", so that one
+// left by an edge that was killed during a run (SIGKILL, the OOM killer,
+// a power cut; outside systemd's PrivateTmp) can be told from one that a
+// running edge uses.
+const tempPrefix = "edge-exec-p"
+
+// SweepTemp removes the directories Exec left in dir (os.TempDir() when
+// "") in processes that have ended: those this user owns whose PID no
+// process has any more, or that have this process's own PID (a
+// container's edge is PID 1 at every start), so it is to be called
+// before the first delivery. It returns the paths it removed; the error
+// is the first it met, after trying every directory.
+func SweepTemp(dir string) ([]string, error) {
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("sweeping %s: %w", dir, err)
+	}
+	self, uid := os.Getpid(), os.Getuid()
+	var removed []string
+	var first error
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), tempPrefix)
+		if !ok || !e.IsDir() {
+			continue
+		}
+		digits, _, ok := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(digits)
+		if !ok || err != nil || pid <= 0 {
+			continue
+		}
+		if pid != self && !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			continue // running (EPERM: another user's process), or unknown
+		}
+		p := filepath.Join(dir, e.Name())
+		fi, err := os.Lstat(p)
+		if err != nil {
+			continue
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != uid {
+			continue
+		}
+		if err := os.RemoveAll(p); err != nil {
+			if first == nil {
+				first = fmt.Errorf("sweeping %s: %w", p, err)
+			}
+			continue
+		}
+		removed = append(removed, p)
+	}
+	return removed, first
+}
+
 // writeTempPEM writes c's fullchain.pem and privkey.pem (0600) into a new
 // temporary directory (0700) and returns it.
 func writeTempPEM(c *Cert) (string, error) {
@@ -159,7 +216,7 @@ func writeTempPEM(c *Cert) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	dir, err := os.MkdirTemp("", "edge-exec-*")
+	dir, err := os.MkdirTemp("", tempPrefix+strconv.Itoa(os.Getpid())+"-*")
 	if err != nil {
 		return "", fmt.Errorf("creating a temporary directory: %w", err)
 	}

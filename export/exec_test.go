@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -314,5 +316,77 @@ func TestExecOptions(t *testing.T) {
 	_, err := NewExec(ExecOptions{Command: []string{"true"}, Env: []string{"A=1", "TOKENsecret"}})
 	if err == nil || strings.Contains(err.Error(), "secret") || !strings.Contains(err.Error(), "Env[1]") {
 		t.Errorf("NewExec with a bad Env entry: %v", err)
+	}
+}
+
+// TestSweepTemp: the directories a hook's run left in TMPDIR go when the
+// edge that made them has ended (or has this process's PID: a container's
+// restart); those of running edges, and anything else, stay.
+func TestSweepTemp(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("TMPDIR", dir)
+	ended := exec.Command("true")
+	if err := ended.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := ended.Process.Pid
+	mk := func(name string, dir bool) string {
+		t.Helper()
+		p := filepath.Join(os.TempDir(), name)
+		var err error
+		if dir {
+			err = os.MkdirAll(filepath.Join(p, "sub"), 0o700)
+			if err == nil {
+				err = os.WriteFile(filepath.Join(p, "privkey.pem"), []byte("key"), 0o600)
+			}
+		} else {
+			err = os.WriteFile(p, nil, 0o600)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	gone := []string{
+		mk(tempPrefix+strconv.Itoa(dead)+"-123", true),
+		mk(tempPrefix+strconv.Itoa(os.Getpid())+"-456", true),
+	}
+	kept := []string{
+		mk(tempPrefix+strconv.Itoa(os.Getppid())+"-789", true), // the test's parent runs
+		mk(tempPrefix+strconv.Itoa(dead)+"-file", false),       // not a directory
+		mk("edge-exec-123456", true),                           // no PID in the name
+		mk(tempPrefix+"x-1", true),
+		mk("other", true),
+	}
+	removed, err := SweepTemp("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(gone)
+	if !slices.Equal(removed, gone) { // in name order
+		t.Errorf("removed %q, want %q", removed, gone)
+	}
+	for _, p := range gone {
+		if _, err := os.Lstat(p); !os.IsNotExist(err) {
+			t.Errorf("%s is still there (%v)", p, err)
+		}
+	}
+	for _, p := range kept {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("%s: %v, want it kept", p, err)
+		}
+	}
+
+	// A hook's run makes its directory under this process's PID.
+	script, out := recordScript(t)
+	e, err := NewExec(ExecOptions{Command: []string{script, out}, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs := e.Deliver(t.Context(), testCert(t, "a.example.com", 1)); rs[0].Err != nil {
+		t.Fatal(rs[0].Err)
+	}
+	if got, want := filepath.Base(filepath.Dir(hookEnv(t, out)["EDGE_CERT_KEY"])), tempPrefix+strconv.Itoa(os.Getpid())+"-"; !strings.HasPrefix(got, want) {
+		t.Errorf("temporary directory %s, want it to start with %s", got, want)
 	}
 }

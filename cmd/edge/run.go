@@ -121,6 +121,13 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer func() { _ = logger.Sync() }()
+	// An edge killed during an exec export left the certificate and its
+	// key in a temporary directory; remove those of edges that ended.
+	if gone, err := export.SweepTemp(""); err != nil {
+		logger.Warn("removing temporary certificate directories left by edges that ended", zap.Strings("removed", gone), zap.Error(err))
+	} else if len(gone) > 0 {
+		logger.Info("removed temporary certificate directories left by edges that ended", zap.Strings("removed", gone))
+	}
 	// go-redis logs through a process-wide logger of its own (unstructured,
 	// to stderr); main owns process-wide state, so route it into ours.
 	redis.SetLogger(redisLogger{logger.Named("redis")})

@@ -204,7 +204,7 @@ func (m *Manager) fetchARI(ctx context.Context, st certmagic.Storage, iss *certm
 		return nil, err
 	}
 	// What status shows follows storage (a farm-mate may have changed it).
-	m.ari.noteStored(name, cur.Leaf, stored)
+	m.ari.noteStored(name, cur.Leaf, stored, iss.CA)
 	unlock, ok := tryLock(ctx, st, "ari_"+id) // certmagic's ARI lock (its updateARI)
 	if !ok {
 		return stored, nil // another edge is fetching it: use what is stored
@@ -234,9 +234,7 @@ func (m *Manager) fetchARI(ctx context.Context, st certmagic.Storage, iss *certm
 	if err := storeARI(ctx, st, metaKey, fresh); err != nil {
 		return stored, err
 	}
-	m.ari.mu.Lock()
-	delete(m.ari.m, name) // status reads it again
-	m.ari.mu.Unlock()
+	m.ari.forget(name) // status reads it again
 	f := []zap.Field{zap.Time("next_start", fresh.SuggestedWindow.Start), zap.Time("next_end", fresh.SuggestedWindow.End),
 		zap.Time("selected_time", fresh.SelectedTime), zap.String("explanation_url", fresh.ExplanationURL)}
 	if stored != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/x509"
 	"math/big"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,32 +13,85 @@ import (
 	"github.com/mholt/acmez/v3/acme"
 )
 
+// pauseStorage is a FileStorage where, while armed, the next load of
+// certificate metadata reads it and then waits until the test lets it
+// return what it read.
+type pauseStorage struct {
+	certmagic.Storage
+	armed   atomic.Bool
+	entered chan struct{} // a metadata load has read and waits
+	release chan struct{} // let it return
+}
+
+func (p *pauseStorage) Load(ctx context.Context, key string) ([]byte, error) {
+	b, err := p.Storage.Load(ctx, key)
+	if strings.HasSuffix(key, ".json") && p.armed.CompareAndSwap(true, false) {
+		p.entered <- struct{}{}
+		<-p.release
+	}
+	return b, err
+}
+
+// ariBookSetup is a Manager with two certificates loaded from dir through
+// a pauseStorage, its own ARI refresh and maintenance stopped, and the
+// options it was applied with.
+func ariBookSetup(t *testing.T) (*Manager, *pauseStorage, Options, []string) {
+	t.Helper()
+	dir := t.TempDir()
+	names := writeManyCerts(t, dir, 2, 90*24*time.Hour)
+	st := &pauseStorage{Storage: &certmagic.FileStorage{Path: dir}, entered: make(chan struct{}), release: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := New(nil, nil)
+	t.Cleanup(func() { cancel(); m.Stop() })
+	o := Options{CA: manyCertsCA, Email: "bench@example.com", HTTP01: true, Storage: st, Groups: []Group{{Names: names}}}
+	if err := m.Apply(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if ok, _ := m.Ready(); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("certificates not loaded after 30 s")
+		}
+	}
+	cancelLoops(m)
+	return m, st, o, names
+}
+
+// statusOf is name's row of m.Certificates().
+func statusOf(t *testing.T, m *Manager, name string) CertStatus {
+	t.Helper()
+	for _, st := range m.Certificates() {
+		if st.Name == name {
+			return st
+		}
+	}
+	t.Fatalf("no status row for %s", name)
+	return CertStatus{}
+}
+
+// dueNow makes name's entry due to be read again.
+func dueNow(m *Manager, name string) {
+	m.ari.mu.Lock()
+	defer m.ari.mu.Unlock()
+	e := m.ari.m[name]
+	e.until = time.Now()
+	m.ari.m[name] = e
+}
+
 // TestARIBookRereads: status reads a name's stored ARI and CA from storage
 // once, then again only when the entry's time is up, when the served
 // certificate is another, or at once when the ARI refresh read storage.
 func TestARIBookRereads(t *testing.T) {
-	dir := t.TempDir()
-	names := writeManyCerts(t, dir, 2, 90*24*time.Hour)
-	m, stop := loadManyCerts(t, dir, names, 10*time.Millisecond)
-	defer stop()
-	cancelLoops(m) // no refresh of its own meanwhile
+	m, st, _, names := ariBookSetup(t)
 	name := names[0]
-	row := func() CertStatus {
-		t.Helper()
-		for _, st := range m.Certificates() {
-			if st.Name == name {
-				return st
-			}
-		}
-		t.Fatalf("no status row for %s", name)
-		return CertStatus{}
-	}
 	leaf := m.views.get(name).leaf
 	if leaf == nil {
 		t.Fatal("no certificate loaded")
 	}
-	if st := row(); st.ARIWindow != nil || st.RenewalSource != RenewalFromRatio || st.CA != manyCertsCA {
-		t.Fatalf("before any ARI: window %v, source %q, CA %q; want none, %q, %q", st.ARIWindow, st.RenewalSource, st.CA, RenewalFromRatio, manyCertsCA)
+	if got := statusOf(t, m, name); got.ARIWindow != nil || got.RenewalSource != RenewalFromRatio || got.CA != manyCertsCA {
+		t.Fatalf("before any ARI: window %v, source %q, CA %q; want none, %q, %q", got.ARIWindow, got.RenewalSource, got.CA, RenewalFromRatio, manyCertsCA)
 	}
 
 	// The 90-day certificate's entry is kept one renewal check interval
@@ -44,42 +99,38 @@ func TestARIBookRereads(t *testing.T) {
 	m.ari.mu.Lock()
 	kept := time.Until(m.ari.m[name].until)
 	m.ari.mu.Unlock()
-	if kept <= 7*time.Minute || kept > 10*time.Minute {
+	if kept < 7*time.Minute+29*time.Second || kept > 10*time.Minute {
 		t.Errorf("entry kept %s, want 7m30s..10m", kept)
 	}
 
 	// certmagic stores an ARI for the certificate (as its own ARI fetch
 	// does): the book shows it once the entry's time is up, not before.
 	ari := storedARIFor(t, leaf, time.Now().Add(24*time.Hour))
-	st := &certmagic.FileStorage{Path: dir}
 	if err := storeARI(context.Background(), st, certmagic.StorageKeys.SiteMeta(newTestCA(t).issuerKey, name), ari); err != nil {
 		t.Fatal(err)
 	}
-	if st := row(); st.ARIWindow != nil {
-		t.Fatalf("window %v read again before the entry's time was up", st.ARIWindow)
+	if got := statusOf(t, m, name); got.ARIWindow != nil {
+		t.Fatalf("window %v read again before the entry's time was up", got.ARIWindow)
 	}
-	m.ari.mu.Lock()
-	e := m.ari.m[name]
-	e.until = time.Now()
-	m.ari.m[name] = e
-	m.ari.mu.Unlock()
-	got := row()
+	dueNow(m, name)
+	got := statusOf(t, m, name)
 	if got.ARIWindow == nil || !got.ARIWindow.Start.Equal(ari.SuggestedWindow.Start) || got.RenewalSource != RenewalFromARI {
 		t.Fatalf("after the entry's time: window %v, source %q; want start %s, %q", got.ARIWindow, got.RenewalSource, ari.SuggestedWindow.Start, RenewalFromARI)
 	}
 
-	// The ARI refresh read another window from storage: shown at once.
+	// The ARI refresh read another window from storage: shown at once,
+	// with the CA it read it under.
 	later := storedARIFor(t, leaf, time.Now().Add(48*time.Hour))
-	m.ari.noteStored(name, leaf, &later)
-	if got := row(); got.ARIWindow == nil || !got.ARIWindow.Start.Equal(later.SuggestedWindow.Start) {
-		t.Fatalf("after the refresh read storage: window %v, want start %s", got.ARIWindow, later.SuggestedWindow.Start)
+	m.ari.noteStored(name, leaf, &later, "https://refresh.test/directory")
+	if got := statusOf(t, m, name); got.ARIWindow == nil || !got.ARIWindow.Start.Equal(later.SuggestedWindow.Start) || got.CA != "https://refresh.test/directory" {
+		t.Fatalf("after the refresh read storage: window %v, CA %q; want start %s, the refresh's CA", got.ARIWindow, got.CA, later.SuggestedWindow.Start)
 	}
 	// ... but not into the entry of another certificate.
 	other := *leaf
 	other.SerialNumber = new(big.Int).Lsh(leaf.SerialNumber, 1)
 	other.Raw = nil
-	m.ari.noteStored(name, &other, nil)
-	if got := row(); got.ARIWindow == nil {
+	m.ari.noteStored(name, &other, nil, "")
+	if got := statusOf(t, m, name); got.ARIWindow == nil {
 		t.Fatal("another certificate's refresh changed the entry")
 	}
 
@@ -87,6 +138,54 @@ func TestARIBookRereads(t *testing.T) {
 	// not the stored ARI's, so none).
 	if a, ca := m.storedInfo(name, &other); a != nil || ca != "" {
 		t.Fatalf("for another certificate: ARI %v, CA %q; want none (storage holds the first)", a, ca)
+	}
+}
+
+// TestARIBookReload: a reload that changes the configuration (here the
+// CA) reads every entry again: the CA shown is not the one before.
+func TestARIBookReload(t *testing.T) {
+	m, _, o, names := ariBookSetup(t)
+	if got := statusOf(t, m, names[0]); got.CA != manyCertsCA {
+		t.Fatalf("CA %q, want %q", got.CA, manyCertsCA)
+	}
+	o.CA = "https://127.0.0.2:9/directory" // nothing stored under it, nothing listens
+	if err := m.Apply(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	cancelLoops(m)
+	if got := statusOf(t, m, names[0]); got.CA != "" {
+		t.Fatalf("after a reload to another CA: CA %q, want none (storage holds nothing under the new one)", got.CA)
+	}
+}
+
+// TestARIBookForgetDuringRead: what a status read found in storage before
+// fetchARI stored a new ARI and forgot the entry is not written back over
+// that: the next read shows the new ARI.
+func TestARIBookForgetDuringRead(t *testing.T) {
+	m, st, _, names := ariBookSetup(t)
+	name := names[0]
+	leaf := m.views.get(name).leaf
+	statusOf(t, m, name)
+	dueNow(m, name)
+	st.armed.Store(true)
+	done := make(chan CertStatus)
+	go func() {
+		for _, row := range m.Certificates() {
+			if row.Name == name {
+				done <- row
+			}
+		}
+	}()
+	<-st.entered // the read has read storage, before the new ARI is stored
+	ari := storedARIFor(t, leaf, time.Now().Add(24*time.Hour))
+	if err := storeARI(context.Background(), st.Storage, certmagic.StorageKeys.SiteMeta(newTestCA(t).issuerKey, name), ari); err != nil {
+		t.Fatal(err)
+	}
+	m.ari.forget(name)
+	close(st.release)
+	<-done
+	if got := statusOf(t, m, name); got.ARIWindow == nil || !got.ARIWindow.Start.Equal(ari.SuggestedWindow.Start) {
+		t.Fatalf("after a read that raced the store: window %v, want start %s", got.ARIWindow, ari.SuggestedWindow.Start)
 	}
 }
 
@@ -114,7 +213,9 @@ func TestARIReread(t *testing.T) {
 	}{
 		{90 * 24 * time.Hour, 10 * time.Minute}, // lifetime/20 is longer: the check interval's cap
 		{6 * 24 * time.Hour, 10 * time.Minute},
+		{200 * time.Minute, 10 * time.Minute},
 		{time.Hour, 3 * time.Minute},
+		{5 * time.Minute, ariRereadMin},
 		{2 * time.Minute, ariRereadMin}, // lifetime/20 is 6 s
 	} {
 		leaf := &x509.Certificate{NotBefore: now, NotAfter: now.Add(tc.life)}

@@ -91,28 +91,37 @@ func nextRetry(failures int, last time.Time) time.Time {
 // is what a scrape of many certificates costs (two loads per name, and
 // certmagic's key building: with 10,000 certificates, half a CPU-second
 // and 160 MB of garbage per scrape), so an entry is read again only
-//   - when the certificate served for the name changes (another serial);
-//   - when this edge stored another ARI for it (fetchARI drops the entry)
-//     or read the stored one in its ARI refresh (fetchARI updates the
-//     entry: a farm-mate's change shows at this edge's next refresh);
+//   - when the certificate served for the name changes (another serial),
+//     or the configuration (a reload that changed anything: the issuers
+//     may be others);
+//   - when this edge stored another ARI for it (fetchARI forgets the
+//     entry) or read the stored one in its ARI refresh (fetchARI updates
+//     the entry: a farm-mate's change shows at this edge's next refresh);
 //   - else after ariReread of the certificate's lifetime, less up to a
 //     quarter of it at random, so that names read in one scrape are not
 //     all read again in one later scrape.
 //
-// So what certmagic itself stores (its own ARI fetch, after the CA's
-// Retry-After) shows within one renewal check interval of the
-// certificate's lifetime: 10 minutes for 90-day certificates, seconds for
-// the short-lived ones whose plans are tight.
+// So what is stored without this edge's ARI refresh seeing it shows up to
+// one renewal check interval of the certificate's lifetime late: 10
+// minutes for certificates of 200 minutes or more (90-day and 6-day ones
+// alike), lifetime/20 below that, 15 s at least. certmagic itself stores
+// ARI for a new certificate at its next renewal check, so without
+// acme.ari_refresh a plan shows ARI's time up to two intervals after the
+// certificate is issued.
 type ariBook struct {
 	mu sync.Mutex
 	m  map[string]ariEntry
 }
 
 type ariEntry struct {
+	gen    *generation // the configuration it was read under
 	serial string
 	ari    *acme.RenewalInfo
 	ca     string    // the directory URL of the CA whose storage holds it
 	until  time.Time // read it again from then on
+	// ver changes with every write, so that a read of storage that began
+	// before one (a forget, a noteStored) is not written back over it.
+	ver uint64
 }
 
 // ariRereadMin is the shortest time an entry is kept.
@@ -125,14 +134,26 @@ func ariReread(leaf *x509.Certificate) time.Duration {
 	return max(renewCheckInterval(leaf.NotAfter.Sub(leaf.NotBefore)), ariRereadMin)
 }
 
-// noteStored sets the ARI of name's entry to ari, read from storage just
-// now for leaf, when the entry is that certificate's.
-func (b *ariBook) noteStored(name string, leaf *x509.Certificate, ari *acme.RenewalInfo) {
+// forget makes the next status read name's entry from storage again.
+func (b *ariBook) forget(name string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if e, ok := b.m[name]; ok {
+		b.m[name] = ariEntry{ver: e.ver + 1}
+	} else if b.m != nil {
+		b.m[name] = ariEntry{ver: 1}
+	}
+}
+
+// noteStored sets name's entry to ari, read from storage just now for
+// leaf under the CA ca, when the entry is that certificate's.
+func (b *ariBook) noteStored(name string, leaf *x509.Certificate, ari *acme.RenewalInfo, ca string) {
 	serial := leaf.SerialNumber.Text(16)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if e, ok := b.m[name]; ok && e.serial == serial {
-		e.ari = ari
+		e.ari, e.ca = ari, ca
+		e.ver++
 		b.m[name] = e
 	}
 }
@@ -161,16 +182,16 @@ func (m *Manager) storedInfo(name string, leaf *x509.Certificate) (*acme.Renewal
 	serial := leaf.SerialNumber.Text(16)
 	b := &m.ari
 	b.mu.Lock()
-	e, ok := b.m[name]
+	seen := b.m[name]
 	b.mu.Unlock()
 	now := time.Now()
-	if ok && e.serial == serial && now.Before(e.until) {
-		return e.ari, e.ca
+	if seen.gen == g && seen.serial == serial && now.Before(seen.until) {
+		return seen.ari, seen.ca
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	keep := ariReread(leaf)
-	e = ariEntry{serial: serial, until: now.Add(keep - rand.N(keep/4))}
+	e := ariEntry{gen: g, serial: serial, until: now.Add(keep - rand.N(keep/4)), ver: seen.ver + 1}
 	for _, iss := range g.issuers[i] {
 		if raw, err := g.opts.Storage.Load(ctx, certmagic.StorageKeys.SiteCert(iss.IssuerKey(), name)); err == nil {
 			if b, _ := pem.Decode(raw); b != nil && bytes.Equal(b.Bytes, leaf.Raw) {
@@ -185,7 +206,9 @@ func (m *Manager) storedInfo(name string, leaf *x509.Certificate) (*acme.Renewal
 	if b.m == nil {
 		b.m = map[string]ariEntry{}
 	}
-	b.m[name] = e
+	if b.m[name].ver == seen.ver { // else written meanwhile: that stands
+		b.m[name] = e
+	}
 	b.mu.Unlock()
 	return e.ari, e.ca
 }

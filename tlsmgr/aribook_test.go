@@ -142,19 +142,27 @@ func TestARIBookRereads(t *testing.T) {
 }
 
 // TestARIBookReload: a reload that changes the configuration (here the
-// CA) reads every entry again: the CA shown is not the one before.
+// CA) reads every entry again: the CA shown is not the one before; the
+// entry of a name no longer configured goes.
 func TestARIBookReload(t *testing.T) {
 	m, _, o, names := ariBookSetup(t)
 	if got := statusOf(t, m, names[0]); got.CA != manyCertsCA {
 		t.Fatalf("CA %q, want %q", got.CA, manyCertsCA)
 	}
 	o.CA = "https://127.0.0.2:9/directory" // nothing stored under it, nothing listens
+	o.Groups = []Group{{Names: names[:1]}}
 	if err := m.Apply(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
 	cancelLoops(m)
 	if got := statusOf(t, m, names[0]); got.CA != "" {
 		t.Fatalf("after a reload to another CA: CA %q, want none (storage holds nothing under the new one)", got.CA)
+	}
+	m.ari.mu.Lock()
+	_, kept := m.ari.m[names[1]]
+	m.ari.mu.Unlock()
+	if kept {
+		t.Errorf("the entry of %s, no longer configured, is kept", names[1])
 	}
 }
 

@@ -377,6 +377,7 @@ func (m *Manager) Apply(ctx context.Context, opts Options) error {
 		}
 		if len(gone) > 0 {
 			m.cache.RemoveManaged(gone)
+			m.ari.drop(gone)
 		}
 		for _, og := range old.groups {
 			if !kept[og] {

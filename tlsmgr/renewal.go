@@ -145,6 +145,15 @@ func (b *ariBook) forget(name string) {
 	}
 }
 
+// drop removes the entries of names no longer configured.
+func (b *ariBook) drop(gone []certmagic.SubjectIssuer) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, si := range gone {
+		delete(b.m, si.Subject)
+	}
+}
+
 // noteStored sets name's entry to ari, read from storage just now for
 // leaf under the CA ca, when the entry is that certificate's.
 func (b *ariBook) noteStored(name string, leaf *x509.Certificate, ari *acme.RenewalInfo, ca string) {
@@ -206,7 +215,7 @@ func (m *Manager) storedInfo(name string, leaf *x509.Certificate) (*acme.Renewal
 	if b.m == nil {
 		b.m = map[string]ariEntry{}
 	}
-	if b.m[name].ver == seen.ver { // else written meanwhile: that stands
+	if b.m[name].ver == seen.ver && m.cur.Load() == g { // else written meanwhile, or reloaded: that stands
 		b.m[name] = e
 	}
 	b.mu.Unlock()

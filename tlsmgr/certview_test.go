@@ -3,7 +3,6 @@ package tlsmgr
 import (
 	"context"
 	"runtime/debug"
-	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
@@ -262,11 +261,7 @@ func TestManagePaced(t *testing.T) {
 }
 
 func TestLowerGC(t *testing.T) {
-	gogc := func() int64 {
-		s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
-		metrics.Read(s)
-		return int64(s[0].Value.Uint64())
-	}
+	gogc := gcPercent
 	orig := debug.SetGCPercent(100)
 	t.Cleanup(func() { // also after a failure between a lowerGC and its restore
 		loadGC.Lock()
@@ -287,14 +282,14 @@ func TestLowerGC(t *testing.T) {
 	if got := gogc(); got != 100 {
 		t.Fatalf("after the loads: GOGC %d, want 100 back", got)
 	}
-	for _, set := range []int{5, -1} { // lower already; off (a memory limit only)
+	for _, set := range []int{loadGCPercent, 5, -1} { // as low, lower already; off (a memory limit only)
 		debug.SetGCPercent(set)
 		restore := lowerGC()
-		if got := debug.SetGCPercent(set); got != set {
+		if got := gogc(); got != set {
 			t.Errorf("GOGC %d during a load: changed to %d", set, got)
 		}
 		restore()
-		if got := debug.SetGCPercent(set); got != set {
+		if got := gogc(); got != set {
 			t.Errorf("GOGC %d after a load: changed to %d", set, got)
 		}
 	}

@@ -21,6 +21,7 @@ package tlsmgr
 import (
 	"context"
 	"runtime/debug"
+	"runtime/metrics"
 	"sync"
 	"time"
 
@@ -48,30 +49,40 @@ const loadGCPercent = 10
 // loadGCPercent and the last puts back what was set before (GOGC).
 var loadGC struct {
 	sync.Mutex
-	loads int
-	prev  int
+	loads   int
+	prev    int
+	lowered bool // by the first load (else it was that low already, or off)
 }
 
 // lowerGC lowers the GC target for a large load until the returned func
-// is called. A target already lower, or GOGC=off (a memory limit only),
+// is called. A target already as low, or GOGC=off (a memory limit only),
 // is left as it is.
 func lowerGC() (restore func()) {
 	loadGC.Lock()
 	defer loadGC.Unlock()
 	if loadGC.loads == 0 {
-		loadGC.prev = debug.SetGCPercent(loadGCPercent)
-		if loadGC.prev <= loadGCPercent { // off (negative) or lower already
-			debug.SetGCPercent(loadGC.prev)
+		loadGC.prev = gcPercent()
+		loadGC.lowered = loadGC.prev > loadGCPercent // not off (negative) or lower
+		if loadGC.lowered {
+			debug.SetGCPercent(loadGCPercent)
 		}
 	}
 	loadGC.loads++
 	return func() {
 		loadGC.Lock()
 		defer loadGC.Unlock()
-		if loadGC.loads--; loadGC.loads == 0 {
+		if loadGC.loads--; loadGC.loads == 0 && loadGC.lowered {
 			debug.SetGCPercent(loadGC.prev)
 		}
 	}
+}
+
+// gcPercent is the GC target in force (GOGC; negative when off), read
+// without setting it.
+func gcPercent() int {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	return int(int64(s[0].Value.Uint64())) // off reads as uint64(-1)
 }
 
 // manage hands rt's names to certmagic: at once when they fit in one

@@ -70,6 +70,22 @@ func (r *recorder) restoreOwn() {
 	r.own = nil
 }
 
+// withoutOwn takes edge's fields out of the header of a try's first 1xx:
+// they are for the final answer (restoreOwn), not for an interim one. The
+// 1xx's own values were added after them (got1xx, ReverseProxy's
+// Got1xxResponse), and the header is cleared after each 1xx, so they are
+// the first values of their keys in the first 1xx alone.
+func (r *recorder) withoutOwn() {
+	h := r.ResponseWriter.Header()
+	for k, own := range r.own {
+		if vv := h[k]; len(vv) > len(own) {
+			h[k] = vv[len(own):]
+		} else {
+			delete(h, k)
+		}
+	}
+}
+
 // clientAddr implements clientAddresser for IPHash.
 func (r *recorder) clientAddr() string { return r.client }
 
@@ -79,10 +95,14 @@ var _ http.Hijacker = (*recorder)(nil)
 // (1xx but 101) pass through without counting as the final status.
 func (r *recorder) WriteHeader(code int) {
 	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		first := !r.informed
 		r.informed = true
 		// RFC 9110, section 15.2: a server MUST NOT send a 1xx response to
 		// an HTTP/1.0 client.
 		if !r.wrote && r.req.ProtoAtLeast(1, 1) {
+			if first {
+				r.withoutOwn()
+			}
 			r.ResponseWriter.WriteHeader(code)
 		}
 		return

@@ -306,3 +306,34 @@ func TestRetryAfterInformationalWithNoBackendLeft(t *testing.T) {
 		})
 	}
 }
+
+// TestInformationalCarriesOnlyTheBackendsFields: a 1xx the backend sends
+// reaches the client with the backend's fields alone; edge's own (the
+// sticky cookie of the pick, Connection: close for an HTTP/1.0 client's
+// keep-alive) are for the final answer, which gets them once.
+func TestInformationalCarriesOnlyTheBackendsFields(t *testing.T) {
+	forEachServer(t, func(t *testing.T, serveOn func(http.Handler) string) {
+		backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Link", "</a.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.Header().Del("Link")
+			io.WriteString(w, "a")
+		}))
+		t.Cleanup(backend.Close)
+		cfg := simpleConfig(mustURL(t, backend.URL))
+		cfg.Pools[0].Selector = Cookie{}
+		addr := serveOn(newHandler(t, cfg).HTTPHandler())
+
+		out := exchangeRaw(t, addr, "GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+		early, final, ok := strings.Cut(out, "body \"\"\n")
+		if !ok || !strings.HasPrefix(early, "103 Early Hints") {
+			t.Fatalf("want a 103, then the answer:\n%s", out)
+		}
+		if !strings.Contains(early, "Link: ") || strings.Contains(early, "Set-Cookie") || strings.Contains(early, "Connection") {
+			t.Errorf("the 103 carries other fields than the backend's Link:\n%s", early)
+		}
+		if n := strings.Count(final, "Set-Cookie: "); !strings.HasPrefix(final, "200 OK") || n != 1 {
+			t.Errorf("want a 200 with one Set-Cookie (%d):\n%s", n, final)
+		}
+	})
+}

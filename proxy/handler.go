@@ -644,6 +644,12 @@ func (h *Handler) forward(rec *recorder, r *http.Request, p *pool) {
 			return // the client's fault: no failure of the backend's
 		}
 		u.recordFailure(reason, time.Now())
+		if !rec.wrote {
+			// The answer, a retry's or edge's error page, is not this
+			// backend's: no sticky cookie for it.
+			delete(rec.Header(), "Set-Cookie")
+			delete(rec.own, "Set-Cookie") // and its copy, should a 1xx have cleared the header
+		}
 		if rec.wrote || !p.mayTry(attempt, len(p.upstreams), start) || !p.retryable(rec.err) || !retriable(r, rec.err) || r.Context().Err() != nil {
 			return
 		}
@@ -652,8 +658,6 @@ func (h *Handler) forward(rec *recorder, r *http.Request, p *pool) {
 		candidates = slices.DeleteFunc(slices.Clone(p.upstreams), func(x *Upstream) bool {
 			return slices.Contains(tried, x)
 		})
-		delete(rec.Header(), "Set-Cookie") // a sticky cookie for the failed backend
-		delete(rec.own, "Set-Cookie")      // and its copy, should a 1xx have cleared the header
 		if r.GetBody != nil && r.Body != nil && r.Body != http.NoBody {
 			body, err := r.GetBody()
 			if err != nil {

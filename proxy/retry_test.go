@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -334,6 +335,27 @@ func TestInformationalCarriesOnlyTheBackendsFields(t *testing.T) {
 		}
 		if n := strings.Count(final, "Set-Cookie: "); !strings.HasPrefix(final, "200 OK") || n != 1 {
 			t.Errorf("want a 200 with one Set-Cookie (%d):\n%s", n, final)
+		}
+	})
+}
+
+// TestFailedBackendGetsNoCookie: edge's error page for a try that failed
+// (here a backend that refuses connections, no other to retry on) carries
+// no sticky cookie: it would pin the client to the backend that failed.
+func TestFailedBackendGetsNoCookie(t *testing.T) {
+	forEachServer(t, func(t *testing.T, serveOn func(http.Handler) string) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead := mustURL(t, "http://"+ln.Addr().String())
+		ln.Close() // nothing listens there now: connections are refused
+		cfg := simpleConfig(dead)
+		cfg.Pools[0].Selector = Cookie{}
+		addr := serveOn(newHandler(t, cfg).HTTPHandler())
+		out := exchangeRaw(t, addr, "GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+		if !strings.HasPrefix(out, "502 ") || strings.Contains(out, "Set-Cookie") {
+			t.Errorf("want a 502 without a sticky cookie:\n%s", out)
 		}
 	})
 }

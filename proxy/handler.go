@@ -571,7 +571,7 @@ const maintenanceRetryAfter = "300"
 // errorText are the bodies of edge's own 5xx answers without a page: a
 // line saying which, naming no backend.
 var errorText = map[int]string{
-	http.StatusBadGateway:         "502 Bad Gateway: the backend's answer could not be used\n",
+	http.StatusBadGateway:         "502 Bad Gateway: no usable answer from the backend\n",
 	http.StatusServiceUnavailable: "503 Service Unavailable: no backend can take the request now\n",
 	http.StatusGatewayTimeout:     "504 Gateway Timeout: the backend did not answer in time\n",
 }

@@ -160,12 +160,17 @@ func (e *Exec) deliver(ctx context.Context, c *Cert) (string, error) {
 // running edge uses.
 const tempPrefix = "edge-exec-p"
 
+// started is about when this process started: a directory with its PID
+// made before then is a former process's.
+var started = time.Now()
+
 // SweepTemp removes the directories Exec left in dir (os.TempDir() when
 // "") in processes that have ended: those this user owns whose PID no
-// process has any more, or that have this process's own PID (a
-// container's edge is PID 1 at every start), so it is to be called
-// before the first delivery. It returns the paths it removed; the error
-// is the first it met, after trying every directory.
+// process has any more, or that have this process's own PID and were made
+// before it started (a container's edge is PID 1 at every start). It
+// returns the paths it removed; the error is the first it met, after
+// trying every directory. PIDs are this PID namespace's: edges in other
+// containers must not share the directory.
 func SweepTemp(dir string) ([]string, error) {
 	if dir == "" {
 		dir = os.TempDir()
@@ -192,8 +197,8 @@ func SweepTemp(dir string) ([]string, error) {
 		}
 		p := filepath.Join(dir, e.Name())
 		fi, err := os.Lstat(p)
-		if err != nil {
-			continue
+		if err != nil || (pid == self && !fi.ModTime().Before(started)) {
+			continue // gone, or this process's own
 		}
 		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != uid {
 			continue

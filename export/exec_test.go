@@ -320,8 +320,9 @@ func TestExecOptions(t *testing.T) {
 }
 
 // TestSweepTemp: the directories a hook's run left in TMPDIR go when the
-// edge that made them has ended (or has this process's PID: a container's
-// restart); those of running edges, and anything else, stay.
+// edge that made them has ended (or had this process's PID before it
+// started: a container's restart); those of running edges, this one's own
+// included, and anything else, stay.
 func TestSweepTemp(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("TMPDIR", dir)
@@ -347,11 +348,16 @@ func TestSweepTemp(t *testing.T) {
 		}
 		return p
 	}
+	former := mk(tempPrefix+strconv.Itoa(os.Getpid())+"-456", true) // this PID, before this process
+	if err := os.Chtimes(former, started.Add(-time.Hour), started.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
 	gone := []string{
 		mk(tempPrefix+strconv.Itoa(dead)+"-123", true),
-		mk(tempPrefix+strconv.Itoa(os.Getpid())+"-456", true),
+		former,
 	}
 	kept := []string{
+		mk(tempPrefix+strconv.Itoa(os.Getpid())+"-789", true),  // this process's, a run in flight
 		mk(tempPrefix+strconv.Itoa(os.Getppid())+"-789", true), // the test's parent runs
 		mk(tempPrefix+strconv.Itoa(dead)+"-file", false),       // not a directory
 		mk("edge-exec-123456", true),                           // no PID in the name

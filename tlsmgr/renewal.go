@@ -138,11 +138,10 @@ func ariReread(leaf *x509.Certificate) time.Duration {
 func (b *ariBook) forget(name string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if e, ok := b.m[name]; ok {
-		b.m[name] = ariEntry{ver: e.ver + 1}
-	} else if b.m != nil {
-		b.m[name] = ariEntry{ver: 1}
+	if b.m == nil {
+		b.m = map[string]ariEntry{}
 	}
+	b.m[name] = ariEntry{ver: b.m[name].ver + 1} // a read begun before it is not written back
 }
 
 // drop removes the entries of names no longer configured.

@@ -53,12 +53,18 @@ func (h *Handler) serveDirect(rec *recorder, r *http.Request, u *Upstream) {
 	p := u.pool
 	out := outHeaders.Get().(http.Header)
 	// ReverseProxy: Request.Clone, then removeHopByHopHeaders, then the
-	// client's Forwarded and X-Forwarded-* removed before Rewrite.
+	// client's Forwarded and X-Forwarded-* removed before Rewrite; and
+	// setForwarded's removal of the client-IP headers an untrusted peer
+	// sent, done here as the header is copied.
+	trusted := h.trustedPeer(r.RemoteAddr)
 	for k, vs := range r.Header {
 		switch k {
 		case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
 			"Te", "Trailer", "Transfer-Encoding", "Upgrade",
 			"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
+			continue
+		}
+		if !trusted && isClientIPHeader(k) {
 			continue
 		}
 		out[k] = vs // shared with r.Header: nothing here appends to it
@@ -81,7 +87,7 @@ func (h *Handler) serveDirect(rec *recorder, r *http.Request, u *Upstream) {
 	} else if host == "" {
 		host = u.url.Host
 	}
-	h.setForwarded(r, out)
+	h.setForwardedFrom(r, out, trusted)
 	uri := r.URL.RequestURI()
 	if q := cleanQuery(r.URL.RawQuery); q != r.URL.RawQuery {
 		// Rare: a copy, so that a query cleaned to nothing loses its "?"
@@ -106,9 +112,13 @@ func (h *Handler) serveDirect(rec *recorder, r *http.Request, u *Upstream) {
 	if u.stats != nil {
 		u.stats.codes.counter(res.StatusCode).Inc()
 	}
-	removeHopByHop(res.Header)
 	dst := rec.Header()
-	copyHeaderValues(dst, res.Header)
+	if _, ok := res.Header["Connection"]; ok {
+		removeHopByHop(res.Header)
+		copyHeaderValues(dst, res.Header)
+	} else {
+		copyEndToEnd(dst, res.Header) // removeHopByHop and copyHeaderValues in one pass
+	}
 	announced := len(res.Trailer)
 	if announced > 0 {
 		keys := make([]string, 0, announced)
@@ -129,14 +139,17 @@ func (h *Handler) serveDirect(rec *recorder, r *http.Request, u *Upstream) {
 	}
 	if len(res.Trailer) == announced {
 		copyHeaderValues(dst, res.Trailer)
-		return
-	}
-	for k, vv := range res.Trailer {
-		k = http.TrailerPrefix + k
-		for _, v := range vv {
-			dst.Add(k, v)
+	} else {
+		for k, vv := range res.Trailer {
+			k = http.TrailerPrefix + k
+			for _, v := range vv {
+				dst.Add(k, v)
+			}
 		}
 	}
+	// Nothing refers to the answer's header map any more: dst took its
+	// value slices, and res and its body end here.
+	releaseFields(res.Header)
 }
 
 var teTrailers = []string{"trailers"}
@@ -159,6 +172,28 @@ func copyHeaderValues(dst, src http.Header) {
 	for k, vv := range src {
 		if len(vv) == 0 {
 			continue // as copyHeader's Add: a trailer announced, not sent
+		}
+		if old, ok := dst[k]; ok {
+			dst[k] = append(old, vv...)
+		} else {
+			dst[k] = vv
+		}
+	}
+}
+
+// copyEndToEnd is removeHopByHop then copyHeaderValues, for a src without
+// a Connection field (so no field is hop-by-hop by being named there): the
+// hop-by-hop fields are skipped as the values are handed over instead of
+// deleted from src one by one. src keeps them.
+func copyEndToEnd(dst, src http.Header) {
+	for k, vv := range src {
+		switch k {
+		case "Upgrade", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+			"Te", "Trailer", "Transfer-Encoding":
+			continue // upgradeHopHeaders and Upgrade
+		}
+		if len(vv) == 0 {
+			continue
 		}
 		if old, ok := dst[k]; ok {
 			dst[k] = append(old, vv...)

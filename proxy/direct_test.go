@@ -69,6 +69,14 @@ func TestDirectPathMatchesReverseProxy(t *testing.T) {
 		case "/nocontent":
 			w.WriteHeader(http.StatusNoContent)
 			return
+		case "/noconn":
+			// Hop-by-hop fields without a Connection field (the direct
+			// path's copyEndToEnd).
+			h.Del("Connection")
+			h.Set("Upgrade", "h2c")
+			h.Set("Te", "trailers")
+			h.Set("Proxy-Connection", "keep-alive")
+			h.Set("Proxy-Authorization", "Basic y")
 		}
 		io.WriteString(w, "hello from "+r.URL.Path)
 	}))
@@ -118,6 +126,7 @@ func TestDirectPathMatchesReverseProxy(t *testing.T) {
 		"GET /hints HTTP/1.0\r\nHost: example.com\r\nConnection: keep-alive\r\n\r\n",
 		"PUT /hints HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
 		"GET /trailer-unsent HTTP/1.1\r\nHost: example.com\r\nTe: trailers\r\n\r\n",
+		"GET /noconn HTTP/1.1\r\nHost: example.com\r\n\r\n",
 	}
 	configs := []struct {
 		name string
@@ -261,4 +270,38 @@ func TestBodyTimeoutAfterInformationalClosesOnce(t *testing.T) {
 	if n := strings.Count(head, "\r\nConnection:"); n != 1 || !strings.Contains(head, "\r\nConnection: close") {
 		t.Errorf("the 408 has %d Connection fields, want one Connection: close:\n%s", n, out)
 	}
+}
+
+// TestCopyEndToEnd: for an answer without a Connection field, the one pass
+// hands dst what removeHopByHop then copyHeaderValues would.
+func TestCopyEndToEnd(t *testing.T) {
+	src := func() http.Header {
+		return http.Header{
+			"Content-Type": {"text/plain"}, "Set-Cookie": {"a=1", "b=2"}, "X-Empty": {},
+			"Keep-Alive": {"timeout=5"}, "Proxy-Connection": {"keep-alive"}, "Proxy-Authenticate": {"Basic"},
+			"Proxy-Authorization": {"Basic x"}, "Te": {"trailers"}, "Trailer": {"X-Sum"},
+			"Transfer-Encoding": {"chunked"}, "Upgrade": {"h2c"}, "Vary": {"Accept"},
+		}
+	}
+	dst := func() http.Header { return http.Header{"Vary": {"Origin"}, "Strict-Transport-Security": {"max-age=1"}} }
+	want, got := dst(), dst()
+	s := src()
+	removeHopByHop(s)
+	copyHeaderValues(want, s)
+	copyEndToEnd(got, src())
+	if fmt.Sprint(sortedHeader(got)) != fmt.Sprint(sortedHeader(want)) {
+		t.Errorf("copyEndToEnd gave\n%v\nremoveHopByHop and copyHeaderValues\n%v", sortedHeader(got), sortedHeader(want))
+	}
+	if len(got["Vary"]) != 2 {
+		t.Errorf("Vary = %q, want dst's value and src's", got["Vary"])
+	}
+}
+
+// sortedHeader lists h's fields in order of name.
+func sortedHeader(h http.Header) []string {
+	var l []string
+	for _, k := range sortedKeys(h) {
+		l = append(l, k+"="+strings.Join(h[k], "|"))
+	}
+	return l
 }

@@ -36,20 +36,32 @@ var clientIPHeaders = [...]string{
 // kept; X-Real-IP, when the proxy sent none, is the client address
 // (clientAddr).
 func (h *Handler) setForwarded(in *http.Request, out http.Header) {
-	if !h.trustedPeer(in.RemoteAddr) {
-		setXForwarded(in, out)
+	trusted := h.trustedPeer(in.RemoteAddr)
+	if !trusted {
 		for _, k := range clientIPHeaders {
 			delete(out, k)
 		}
-		if ip := h.clientAddr(in); ip != "" {
-			out["X-Real-Ip"] = []string{ip}
-		}
+	}
+	h.setForwardedFrom(in, out, trusted)
+}
+
+// setForwardedFrom is setForwarded for an out that holds none of
+// clientIPHeaders when the peer is not trusted (the direct path leaves
+// them out as it copies the client's header); trusted is
+// h.trustedPeer(in.RemoteAddr).
+func (h *Handler) setForwardedFrom(in *http.Request, out http.Header, trusted bool) {
+	if !trusted {
+		setXForwarded(in, out, h.clientAddr(in))
 		return
 	}
 	// setXForwarded replaces X-Forwarded-For unless out has one: give it
 	// the trusted proxy's chain to append to.
 	out["X-Forwarded-For"] = in.Header["X-Forwarded-For"]
-	setXForwarded(in, out)
+	realIP := ""
+	if v := out["X-Real-Ip"]; len(v) == 0 || v[0] == "" {
+		realIP = h.clientAddr(in)
+	}
+	setXForwarded(in, out, realIP)
 	// The proxy in front may have terminated TLS or rewritten the host:
 	// keep what it says.
 	for _, k := range [...]string{"X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded"} {
@@ -57,19 +69,29 @@ func (h *Handler) setForwarded(in *http.Request, out http.Header) {
 			out[k] = v
 		}
 	}
-	if v := out["X-Real-Ip"]; len(v) == 0 || v[0] == "" {
-		if ip := h.clientAddr(in); ip != "" {
-			out["X-Real-Ip"] = []string{ip}
-		}
+}
+
+// isClientIPHeader reports whether the canonical name k is one of
+// clientIPHeaders.
+func isClientIPHeader(k string) bool {
+	switch k {
+	case "X-Real-Ip", "True-Client-Ip", "Cf-Connecting-Ip", "X-Client-Ip", "X-Cluster-Client-Ip":
+		return true
 	}
+	return false
 }
 
 // setXForwarded is httputil.ProxyRequest.SetXForwarded on a header: the
 // client's IP appended to the X-Forwarded-For out has (or alone), the host
 // the client asked for in X-Forwarded-Host, its scheme in
-// X-Forwarded-Proto. The three values share one allocation.
-func setXForwarded(in *http.Request, out http.Header) {
-	vals := make([]string, 3)
+// X-Forwarded-Proto; and X-Real-IP set to realIP unless that is "". The
+// values share one allocation.
+func setXForwarded(in *http.Request, out http.Header, realIP string) {
+	vals := make([]string, 4)
+	if realIP != "" {
+		vals[3] = realIP
+		out["X-Real-Ip"] = vals[3:4:4]
+	}
 	if clientIP, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
 		if prior := out["X-Forwarded-For"]; len(prior) > 0 {
 			clientIP = strings.Join(prior, ", ") + ", " + clientIP

@@ -153,3 +153,18 @@ func TestClientIPHeaders(t *testing.T) {
 		})
 	}
 }
+
+// TestIsClientIPHeader: the direct path's filter names the same fields as
+// clientIPHeaders, which setForwarded deletes.
+func TestIsClientIPHeader(t *testing.T) {
+	for _, k := range clientIPHeaders {
+		if !isClientIPHeader(k) {
+			t.Errorf("isClientIPHeader(%q) = false", k)
+		}
+	}
+	for _, k := range []string{"X-Forwarded-For", "Forwarded", "X-Real-IP", "Host", ""} {
+		if isClientIPHeader(k) {
+			t.Errorf("isClientIPHeader(%q) = true", k)
+		}
+	}
+}

@@ -378,14 +378,16 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, r *http.Request,
 	if _, err := pc.br.Peek(1); err != nil {
 		return nil, false, fmt.Errorf("reading the response from %s: %w", pc.addr, err)
 	}
+	var ans *h1Answer
 	for informational := 0; ; informational++ {
 		if informational > maxInformational {
 			return nil, true, fmt.Errorf("reading the response from %s: more than %d 1xx answers", pc.addr, maxInformational)
 		}
-		res, err = readResponseHeader(pc.br, r)
+		ans, err = readResponseHeader(pc.br, r)
 		if err != nil {
 			return nil, true, fmt.Errorf("reading the response from %s: %w", pc.addr, err)
 		}
+		res = &ans.res
 		if res.StatusCode >= 200 || res.StatusCode == http.StatusSwitchingProtocols {
 			break
 		}
@@ -410,7 +412,7 @@ func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, r *http.Request,
 		// Not asked for (upgrades go to fallback): nothing can follow it.
 		return nil, true, fmt.Errorf("reading the response from %s: unsolicited 101 Switching Protocols", pc.addr)
 	}
-	if err := t.frame(res, r, pc); err != nil {
+	if err := t.frame(ans, r, pc); err != nil {
 		return nil, true, fmt.Errorf("reading the response from %s: %w", pc.addr, err)
 	}
 	return res, true, nil
@@ -504,7 +506,7 @@ var statusText = func() map[int]string {
 
 // readResponseHeader reads a status line and header. The status line is
 // parsed strictly: HTTP/1.0 or HTTP/1.1, a three-digit code.
-func readResponseHeader(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+func readResponseHeader(br *bufio.Reader, req *http.Request) (*h1Answer, error) {
 	line, err := br.ReadSlice('\n')
 	if err != nil {
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -536,7 +538,7 @@ func readResponseHeader(br *bufio.Reader, req *http.Request) (*http.Response, er
 	if err != nil {
 		return nil, fmt.Errorf("malformed header: %w", err)
 	}
-	return &http.Response{
+	return &h1Answer{res: http.Response{
 		Status:     status,
 		StatusCode: code,
 		Proto:      protoName[minor],
@@ -544,7 +546,14 @@ func readResponseHeader(br *bufio.Reader, req *http.Request) (*http.Response, er
 		ProtoMinor: minor,
 		Header:     http.Header(mh),
 		Request:    req,
-	}, nil
+	}}, nil
+}
+
+// h1Answer is an answer read by h1Transport and its body, in one
+// allocation.
+type h1Answer struct {
+	res  http.Response
+	body h1Body
 }
 
 var protoName = [2]string{"HTTP/1.0", "HTTP/1.1"}
@@ -560,7 +569,8 @@ func truncate(b []byte) []byte {
 // frame decides how res's body is delimited (RFC 9112, section 6.3) and
 // gives it a Body that owns pc: back to the pool at its end when the
 // connection may carry another request, closed otherwise.
-func (t *h1Transport) frame(res *http.Response, r *http.Request, pc *h1Conn) error {
+func (t *h1Transport) frame(ans *h1Answer, r *http.Request, pc *h1Conn) error {
+	res := &ans.res
 	h := res.Header
 	keepAlive := res.ProtoMinor == 1
 	for _, v := range h["Connection"] {
@@ -624,7 +634,8 @@ func (t *h1Transport) frame(res *http.Response, r *http.Request, pc *h1Conn) err
 		}
 		delete(h, "Trailer")
 	}
-	b := &h1Body{t: t, pc: pc, keepAlive: keepAlive, res: res}
+	b := &ans.body
+	*b = h1Body{t: t, pc: pc, keepAlive: keepAlive, res: res}
 	switch {
 	case chunked:
 		b.r = httputil.NewChunkedReader(pc.br)

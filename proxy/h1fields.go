@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
+	"sync"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -18,7 +19,7 @@ import (
 // slices of it, and the values share one backing array. A section that is
 // not all buffered, or has a folded line (obs-fold, which textproto joins),
 // goes to textproto.
-func readFields(br *bufio.Reader) (http.Header, error) {
+func readFields(br *bufio.Reader) (http.Header, error) { // the map may come from fieldMaps
 	buf, _ := br.Peek(br.Buffered())
 	end, lines := fieldsEnd(buf)
 	if end < 0 {
@@ -26,7 +27,12 @@ func readFields(br *bufio.Reader) (http.Header, error) {
 		return http.Header(mh), err
 	}
 	s := string(buf[:end])
-	h := make(http.Header, lines)
+	var h http.Header
+	if lines <= maxPooledFields {
+		h = fieldMaps.Get().(http.Header)
+	} else {
+		h = make(http.Header, lines)
+	}
 	vals := make([]string, lines)
 	for {
 		i := strings.IndexByte(s, '\n')
@@ -41,7 +47,7 @@ func readFields(br *bufio.Reader) (http.Header, error) {
 		if !ok {
 			return nil, textproto.ProtocolError("malformed MIME header line: " + line)
 		}
-		value = strings.Trim(value, " \t")
+		value = trimSpaceTab(value)
 		for i := 0; i < len(value); i++ {
 			if c := value[i]; c < ' ' && c != '\t' || c == 0x7f {
 				return nil, textproto.ProtocolError("malformed MIME header line: " + line)
@@ -56,6 +62,25 @@ func readFields(br *bufio.Reader) (http.Header, error) {
 	}
 	br.Discard(end)
 	return h, nil
+}
+
+// fieldMaps lends readFields the maps of answers' headers, which
+// releaseFields gives back once nothing refers to the map any more (the
+// direct path, once the answer is relayed: the client's header took the
+// value slices, which stay the client's).
+var fieldMaps = sync.Pool{New: func() any { return make(http.Header, 8) }}
+
+// maxPooledFields bounds the maps fieldMaps keeps, in fields.
+const maxPooledFields = 16
+
+// releaseFields clears h, an answer's header no one will read again, and
+// lends it to the next readFields.
+func releaseFields(h http.Header) {
+	if len(h) > maxPooledFields {
+		return
+	}
+	clear(h)
+	fieldMaps.Put(h)
 }
 
 // fieldKey is the map key of a field name, as textproto makes it: the
@@ -96,4 +121,15 @@ func fieldsEnd(buf []byte) (end, lines int) {
 			return -1, 0
 		}
 	}
+}
+
+// trimSpaceTab is strings.Trim(s, " \t") without building its cutset.
+func trimSpaceTab(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 
@@ -113,12 +114,7 @@ func (h *Handler) serveDirect(rec *recorder, r *http.Request, u *Upstream) {
 		u.stats.codes.counter(res.StatusCode).Inc()
 	}
 	dst := rec.Header()
-	if _, ok := res.Header["Connection"]; ok {
-		removeHopByHop(res.Header)
-		copyHeaderValues(dst, res.Header)
-	} else {
-		copyEndToEnd(dst, res.Header) // removeHopByHop and copyHeaderValues in one pass
-	}
+	copyEndToEnd(dst, res.Header)
 	announced := len(res.Trailer)
 	if announced > 0 {
 		keys := make([]string, 0, announced)
@@ -170,35 +166,33 @@ func (r *recorder) got1xx(code int, header http.Header) error {
 // and its slices have no room to grow into (an append copies).
 func copyHeaderValues(dst, src http.Header) {
 	for k, vv := range src {
-		if len(vv) == 0 {
-			continue // as copyHeader's Add: a trailer announced, not sent
-		}
-		if old, ok := dst[k]; ok {
-			dst[k] = append(old, vv...)
-		} else {
-			dst[k] = vv
-		}
+		addValues(dst, k, vv)
 	}
 }
 
-// copyEndToEnd is removeHopByHop then copyHeaderValues, for a src without
-// a Connection field (so no field is hop-by-hop by being named there): the
-// hop-by-hop fields are skipped as the values are handed over instead of
-// deleted from src one by one. src keeps them.
+// addValues adds vv to dst's values of k, as copyHeaderValues.
+func addValues(dst http.Header, k string, vv []string) {
+	if len(vv) == 0 {
+		return // as copyHeader's Add: a trailer announced, not sent
+	}
+	if old, ok := dst[k]; ok {
+		dst[k] = append(old, vv...)
+	} else {
+		dst[k] = vv
+	}
+}
+
+// copyEndToEnd is removeHopByHop(src) then copyHeaderValues(dst, src).
+// Without a Connection field in src (the usual answer) the hop-by-hop
+// fields are skipped as the values are handed over, not deleted from src
+// one by one; src then keeps them.
 func copyEndToEnd(dst, src http.Header) {
+	if _, ok := src["Connection"]; ok {
+		removeHopByHop(src) // also the fields it names
+	}
 	for k, vv := range src {
-		switch k {
-		case "Upgrade", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
-			"Te", "Trailer", "Transfer-Encoding":
-			continue // upgradeHopHeaders and Upgrade
-		}
-		if len(vv) == 0 {
-			continue
-		}
-		if old, ok := dst[k]; ok {
-			dst[k] = append(old, vv...)
-		} else {
-			dst[k] = vv
+		if k != "Upgrade" && !slices.Contains(upgradeHopHeaders[:], k) {
+			addValues(dst, k, vv)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -74,11 +75,7 @@ func (h *Handler) setForwardedFrom(in *http.Request, out http.Header, trusted bo
 // isClientIPHeader reports whether the canonical name k is one of
 // clientIPHeaders.
 func isClientIPHeader(k string) bool {
-	switch k {
-	case "X-Real-Ip", "True-Client-Ip", "Cf-Connecting-Ip", "X-Client-Ip", "X-Cluster-Client-Ip":
-		return true
-	}
-	return false
+	return slices.Contains(clientIPHeaders[:], k)
 }
 
 // setXForwarded is httputil.ProxyRequest.SetXForwarded on a header: the

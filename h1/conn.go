@@ -56,7 +56,8 @@ type conn struct {
 	bw       *bufio.Writer
 	scratch  *[]byte
 	hijacked bool
-	linger   bool // close with lingerClose: an answer went out
+	linger   bool   // close with lingerClose: an answer went out
+	parkTok  uint64 // its token in srv.parking while parked (under parking.mu)
 	resp     response
 	tmpl     http.Request // parsed into, then copied by WithContext
 	lastPOST bool
@@ -107,10 +108,12 @@ func (c *conn) serve(ctx context.Context) {
 }
 
 // idleSwap is how long a connection waits for its next request on the
-// goroutine that served the last one. Past it, a new goroutine waits
-// instead and the old one ends: its stack, grown by the handler chain
-// (8 KiB and more), goes back to the runtime, and the waiting one starts
-// at the minimum (2 KiB). Busy keep-alive connections never swap.
+// goroutine that served the last one. Past it, the connection is parked
+// (parking: its socket waits in the server's epoll instance, with no
+// goroutine) and the goroutine ends: its stack, grown by the handler
+// chain (8 KiB and more), goes back to the runtime. Where parking is not
+// available, a new goroutine waits instead. Busy keep-alive connections
+// never swap.
 const idleSwap = 250 * time.Millisecond
 
 // run serves requests until the connection ends, or hands the wait for
@@ -162,7 +165,9 @@ func (c *conn) run(ctx context.Context, first, swapped bool, idleUntil time.Time
 					if swap && errors.Is(err, os.ErrDeadlineExceeded) {
 						c.shed()
 						handedOver = true
-						go c.waitIdle(ctx, deadline)
+						if p := c.srv.parking; p == nil || !p.park(c, ctx, deadline) {
+							go c.waitIdle(ctx, deadline)
+						}
 					}
 					return
 				}
@@ -194,7 +199,8 @@ func (c *conn) run(ctx context.Context, first, swapped bool, idleUntil time.Time
 }
 
 // waitIdle is the swapped wait for the next request (idleSwap), on a new
-// goroutine; it goes on serving when the request comes.
+// goroutine, when the connection could not be parked; it goes on serving
+// when the request comes.
 func (c *conn) waitIdle(ctx context.Context, deadline time.Time) {
 	c.run(ctx, false, true, deadline)
 }

@@ -35,7 +35,8 @@ import (
 //   - It watches for a client's disconnect only once a handler has run for
 //     bgReadAfter, instead of from every request's start.
 //   - An idle connection holds no buffer: it waits for the next request's
-//     first byte with a one-byte read.
+//     first byte with a one-byte read. Past idleSwap it holds no goroutine
+//     either (parking, on Linux).
 //
 // Its methods are safe for concurrent use.
 type Server struct {
@@ -45,6 +46,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
 	h2        *handoff
+	parking   *parking // idle connections past idleSwap; nil: each keeps a goroutine
 	done      atomic.Bool
 	closing   chan struct{}
 	dateCache atomic.Pointer[dateStamp]
@@ -68,6 +70,11 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.conns = map[*conn]struct{}{}
 		s.closing = make(chan struct{})
 		go s.sweep(s.closing)
+		p, err := newParking()
+		if err != nil {
+			s.logf("h1: idle connections keep a goroutine each: %v", err)
+		}
+		s.parking = p
 	}
 	s.listeners[ln] = struct{}{}
 	var tlsConf *tls.Config
@@ -294,7 +301,7 @@ func (s *Server) Close() error {
 	s.stop()
 	s.mu.Lock()
 	for c := range s.conns {
-		_ = c.rwc.Close()
+		s.closeConn(c)
 	}
 	s.mu.Unlock()
 	return s.Config.Close()
@@ -315,6 +322,9 @@ func (s *Server) stop() {
 	if s.h2 != nil {
 		s.h2.close()
 	}
+	if s.parking != nil {
+		s.parking.close()
+	}
 }
 
 // closeIdle closes the connections waiting between requests and reports
@@ -324,10 +334,23 @@ func (s *Server) closeIdle() bool {
 	defer s.mu.Unlock()
 	for c := range s.conns {
 		if c.state.CompareAndSwap(stateIdle, stateClosing) {
-			_ = c.rwc.Close()
+			s.closeConn(c)
 		}
 	}
 	return len(s.conns) == 0
+}
+
+// closeConn closes c; a parked connection goes on from its wait, which
+// then fails and ends it as any closed connection ends.
+func (s *Server) closeConn(c *conn) {
+	var pk *parked
+	if s.parking != nil {
+		pk = s.parking.unpark(c)
+	}
+	_ = c.rwc.Close()
+	if pk != nil {
+		go pk.resume()
+	}
 }
 
 // handoff is the listener through which net/http's server receives the

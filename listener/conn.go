@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
@@ -184,6 +185,27 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 // NetConn returns the connection underneath (a *net.TCPConn for a TCP
 // listener). Reading from it skips what Read would return first.
 func (c *Conn) NetConn() net.Conn { return c.nc }
+
+// errNotPlain is RawConn's answer while Read still has bytes of its own
+// to return (or a refusal).
+var errNotPlain = errors.New("listener: the connection has bytes to return before its socket's")
+
+// RawConn returns the socket's syscall.RawConn once reading from it
+// directly skips nothing: after the first Read, when no byte read past a
+// PROXY header is left. It fails with errors.ErrUnsupported when the
+// connection underneath is not a syscall.Conn. (Conn is not a
+// syscall.Conn itself: the standard library would splice from the socket
+// past Read.)
+func (c *Conn) RawConn() (syscall.RawConn, error) {
+	if !c.plain.Load() {
+		return nil, errNotPlain
+	}
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return nil, errors.ErrUnsupported
+	}
+	return sc.SyscallConn()
+}
 
 // ProxyHeader returns the PROXY header the connection started with (its
 // TLVs included), or nil when there was none. A LOCAL header is returned

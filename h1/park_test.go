@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"sync"
 	"testing"
@@ -18,9 +17,9 @@ import (
 )
 
 // parkServer serves the request's path back on loopback, over TLS when
-// tlsOn, and returns the server, its address and a dial function. With
-// wrap, the listener is edge's (listener.Wrap), as in edge.
-func parkServer(t *testing.T, tlsOn bool, idle time.Duration, wrap ...bool) (*Server, string, func() net.Conn) {
+// tlsOn, and returns the server and a dial function. With wrap, the
+// listener is edge's (listener.Wrap), as in edge.
+func parkServer(t *testing.T, tlsOn bool, idle time.Duration, wrap ...bool) (*Server, func() net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -33,30 +32,15 @@ func parkServer(t *testing.T, tlsOn bool, idle time.Duration, wrap ...bool) (*Se
 		}
 		ln = listener.Wrap(ln, listener.Options{Name: "test", Metrics: m})
 	}
-	cfg := &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.URL.Path) }),
-		ReadHeaderTimeout: 5 * time.Second,
-		IdleTimeout:       idle,
-	}
+	s, client := serveOn(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.URL.Path)
+	}), tlsOn, func(cfg *http.Server) { cfg.IdleTimeout = idle })
 	var clientTLS *tls.Config
 	if tlsOn {
-		ts := httptest.NewUnstartedServer(nil)
-		ts.StartTLS()
-		cfg.TLSConfig = &tls.Config{Certificates: ts.TLS.Certificates, NextProtos: []string{"http/1.1"}}
-		clientTLS = ts.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+		clientTLS = client.Transport.(*http.Transport).TLSClientConfig.Clone()
 		clientTLS.NextProtos = []string{"http/1.1"}
 		clientTLS.ServerName = "example.com" // in net/http's test certificate
-		ts.Close()
 	}
-	s := &Server{Config: cfg}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ln) }()
-	t.Cleanup(func() {
-		_ = s.Close()
-		if err := <-done; err != http.ErrServerClosed {
-			t.Errorf("Serve returned %v", err)
-		}
-	})
 	dial := func() net.Conn {
 		t.Helper()
 		c, err := net.Dial("tcp", ln.Addr().String())
@@ -69,7 +53,7 @@ func parkServer(t *testing.T, tlsOn bool, idle time.Duration, wrap ...bool) (*Se
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
-	return s, ln.Addr().String(), dial
+	return s, dial
 }
 
 // get sends GET path on c and checks that the answer is the path.
@@ -133,7 +117,7 @@ func TestParked(t *testing.T) {
 		tlsOn, wrap bool
 	}{{"https", true, false}, {"http", false, false}, {"https on listener.Wrap", true, true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, _, dial := parkServer(t, tc.tlsOn, 30*time.Second, tc.wrap)
+			s, dial := parkServer(t, tc.tlsOn, 30*time.Second, tc.wrap)
 			c := dial()
 			br := bufio.NewReader(c)
 			for i := range 3 {
@@ -159,7 +143,7 @@ func TestParked(t *testing.T) {
 // served, and all park again.
 func TestParkedMany(t *testing.T) {
 	const n = 64
-	s, _, dial := parkServer(t, true, 30*time.Second)
+	s, dial := parkServer(t, true, 30*time.Second)
 	conns := make([]net.Conn, n)
 	brs := make([]*bufio.Reader, n)
 	for i := range conns {
@@ -192,23 +176,33 @@ func TestParkedMany(t *testing.T) {
 	}
 }
 
-// TestParkedIdleTimeout: a parked connection is closed at IdleTimeout.
-func TestParkedIdleTimeout(t *testing.T) {
-	s, _, dial := parkServer(t, true, 4*idleSwap)
-	c := dial()
-	br := bufio.NewReader(c)
-	if err := get(c, br, "/"); err != nil {
-		t.Fatal(err)
+// TestIdleSwap: a connection idle past idleSwap (parked, or its wait on a
+// new goroutine) still serves its next request, and is closed at
+// IdleTimeout counted from the end of the last request, then forgotten.
+func TestIdleSwap(t *testing.T) {
+	for _, tlsOn := range []bool{false, true} {
+		t.Run(scheme(tlsOn), func(t *testing.T) {
+			s, dial := parkServer(t, tlsOn, 4*idleSwap)
+			c := dial()
+			br := bufio.NewReader(c)
+			if err := get(c, br, "/1"); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(2 * idleSwap)
+			if err := get(c, br, "/2"); err != nil {
+				t.Fatalf("after an idle swap: %v", err)
+			}
+			idleStart := time.Now()
+			_ = c.SetReadDeadline(time.Now().Add(10 * idleSwap))
+			if _, err := br.ReadByte(); err != io.EOF {
+				t.Fatalf("idle connection: %v, want EOF at IdleTimeout", err)
+			}
+			if took := time.Since(idleStart); took < 3*idleSwap {
+				t.Errorf("closed after %v idle, IdleTimeout is %v", took, 4*idleSwap)
+			}
+			waitFor(t, "forgotten", func() bool { return parkedCount(s) == 0 && connCount(s) == 0 })
+		})
 	}
-	idleStart := time.Now()
-	_ = c.SetReadDeadline(time.Now().Add(10 * idleSwap))
-	if _, err := br.ReadByte(); err != io.EOF {
-		t.Fatalf("idle connection: %v, want EOF at IdleTimeout", err)
-	}
-	if took := time.Since(idleStart); took < 3*idleSwap {
-		t.Errorf("closed after %v idle, IdleTimeout is %v", took, 4*idleSwap)
-	}
-	waitFor(t, "forgotten", func() bool { return parkedCount(s) == 0 && connCount(s) == 0 })
 }
 
 // TestParkedShutdownAndClose: Shutdown closes a parked connection at once
@@ -216,7 +210,7 @@ func TestParkedIdleTimeout(t *testing.T) {
 func TestParkedShutdownAndClose(t *testing.T) {
 	for _, how := range []string{"Shutdown", "Close"} {
 		t.Run(how, func(t *testing.T) {
-			s, _, dial := parkServer(t, true, 30*time.Second)
+			s, dial := parkServer(t, true, 30*time.Second)
 			c := dial()
 			br := bufio.NewReader(c)
 			if err := get(c, br, "/"); err != nil {

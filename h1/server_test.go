@@ -26,6 +26,14 @@ func startServer(t *testing.T, h http.Handler, tlsOn bool, tune ...func(*http.Se
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, client := serveOn(t, ln, h, tlsOn, tune...)
+	return ln.Addr().String(), client
+}
+
+// serveOn serves h on ln through Server, over TLS when tlsOn, shuts it
+// down when the test ends, and returns it with a client that talks to it.
+func serveOn(t *testing.T, ln net.Listener, h http.Handler, tlsOn bool, tune ...func(*http.Server)) (*Server, *http.Client) {
+	t.Helper()
 	cfg := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second}
 	tr := &http.Transport{}
 	if tlsOn {
@@ -52,7 +60,7 @@ func startServer(t *testing.T, h http.Handler, tlsOn bool, tune ...func(*http.Se
 		}
 		tr.CloseIdleConnections()
 	})
-	return ln.Addr().String(), &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	return s, &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
 
 func scheme(tlsOn bool) string {
@@ -376,49 +384,6 @@ func TestShutdownWaitsForActive(t *testing.T) {
 	}
 	if err := <-shut; err != nil {
 		t.Errorf("Shutdown: %v", err)
-	}
-}
-
-// TestIdleSwap: a connection idle past idleSwap (its wait moved to a new
-// goroutine) still serves its next request, and is closed at IdleTimeout
-// counted from the end of the last request.
-func TestIdleSwap(t *testing.T) {
-	addr, _ := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, r.URL.Path)
-	}), false, func(s *http.Server) { s.IdleTimeout = 4 * idleSwap })
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	br := bufio.NewReader(c)
-	get := func(path string) error {
-		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: a\r\n\r\n")
-		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			return err
-		}
-		b, _ := io.ReadAll(resp.Body)
-		if string(b) != path {
-			return fmt.Errorf("got %q for %s", b, path)
-		}
-		return nil
-	}
-	if err := get("/1"); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(2 * idleSwap)
-	if err := get("/2"); err != nil {
-		t.Fatalf("after an idle swap: %v", err)
-	}
-	idleStart := time.Now()
-	_ = c.SetReadDeadline(time.Now().Add(10 * idleSwap))
-	if _, err := br.ReadByte(); err != io.EOF {
-		t.Fatalf("idle connection: %v, want EOF at IdleTimeout", err)
-	}
-	if took := time.Since(idleStart); took < 3*idleSwap {
-		t.Errorf("closed after %v idle, IdleTimeout is %v", took, 4*idleSwap)
 	}
 }
 

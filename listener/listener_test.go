@@ -436,34 +436,28 @@ func TestConnKeepsTCPAbilities(t *testing.T) {
 // has nothing of its own left to return: bytes read past a PROXY header
 // come first, and a first read that must be sniffed has not happened.
 func TestRawConnOnlyWhenPlain(t *testing.T) {
-	t.Run("past a header", func(t *testing.T) {
-		s := newServer(t, Options{ProxyFrom: trusted})
-		s.dial(t, balancer, append(headerV1(t, "203.0.113.7:41000", "192.0.2.1:443"), "hello"...))
-		c := s.accept(t)
-		if _, err := c.RawConn(); !errors.Is(err, errNotPlain) {
-			t.Errorf("RawConn with bytes past the header unread: %v, want errNotPlain", err)
-		}
-		if got := readN(t, c, 5); got != "hello" {
-			t.Fatalf("read %q", got)
-		}
-		if _, err := c.RawConn(); err != nil {
-			t.Errorf("RawConn once they are read: %v", err)
-		}
-	})
-	t.Run("sniffed", func(t *testing.T) {
-		s := newServer(t, Options{ProxyFrom: trusted})
-		s.dial(t, direct, []byte("hello"))
-		c := s.accept(t)
-		if _, err := c.RawConn(); !errors.Is(err, errNotPlain) {
-			t.Errorf("RawConn before the first read is sniffed: %v, want errNotPlain", err)
-		}
-		if got := readN(t, c, 5); got != "hello" {
-			t.Fatalf("read %q", got)
-		}
-		if _, err := c.RawConn(); err != nil {
-			t.Errorf("RawConn after it: %v", err)
-		}
-	})
+	for _, tc := range []struct {
+		name, src string
+		header    []byte
+	}{
+		{"past a header", balancer, headerV1(t, "203.0.113.7:41000", "192.0.2.1:443")},
+		{"sniffed", direct, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newServer(t, Options{ProxyFrom: trusted})
+			s.dial(t, tc.src, append(tc.header, "hello"...))
+			c := s.accept(t)
+			if _, err := c.RawConn(); !errors.Is(err, errNotPlain) {
+				t.Errorf("RawConn before Read returned its bytes: %v, want errNotPlain", err)
+			}
+			if got := readN(t, c, 5); got != "hello" {
+				t.Fatalf("read %q", got)
+			}
+			if _, err := c.RawConn(); err != nil {
+				t.Errorf("RawConn after: %v", err)
+			}
+		})
+	}
 	t.Run("no PROXY", func(t *testing.T) {
 		s := newServer(t, Options{})
 		s.dial(t, direct, nil)

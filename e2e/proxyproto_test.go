@@ -60,10 +60,23 @@ pools:
 	e, roots := startServing(t, peb, cfg)
 	hap := testenv.StartHAProxy(t, testenv.HAProxyOptions{Port: ports[3], Backends: []string{e.HTTPSAddr}, ServerOptions: "send-proxy-v2 source 127.0.0.2"})
 
-	// Eight clients, three requests each, through HAProxy.
+	// Clients of their own addresses, three requests each, through
+	// HAProxy: 127.0.0.3 to 127.0.0.10, then from 127.0.1.1 on until
+	// ip_hash has used both backends. Keyed on the client's address, eight
+	// land on one backend one time in 128 (the backends' ports are random)
+	// and 64 one time in 2^63; keyed on anything the clients share, they
+	// never spread.
 	backendOf := map[string]string{}
-	for i := 3; i <= 10; i++ {
+	clients := 0
+	used := map[string]bool{}
+	for i := 3; len(used) < 2 || clients < 8; i++ {
+		if clients == 64 {
+			t.Fatalf("ip_hash put all %d client addresses on one backend: %v", clients, backendOf)
+		}
 		src := fmt.Sprintf("127.0.0.%d", i)
+		if i > 10 {
+			src = fmt.Sprintf("127.0.1.%d", i-10)
+		}
 		c := clientFrom(src, hap.Addr, "a.test", roots)
 		for range 3 {
 			resp, err := c.Get("https://a.test/who")
@@ -76,27 +89,24 @@ pools:
 				t.Fatalf("GET through HAProxy from %s: %d %s", src, resp.StatusCode, body)
 			}
 		}
-	}
-	for name, b := range map[string]*seenBackend{"b1": b1, "b2": b2} {
-		for _, r := range b.seen() {
-			if !strings.HasPrefix(r.xff, "127.0.0.") || r.xff == "127.0.0.1" || r.xff == "127.0.0.2" || r.realIP != r.xff {
-				t.Errorf("%s saw X-Forwarded-For %q, X-Real-IP %q: want the client's own address", name, r.xff, r.realIP)
+		c.CloseIdleConnections()
+		clients++
+		for name, b := range map[string]*seenBackend{"b1": b1, "b2": b2} {
+			for _, r := range b.seen() {
+				if !strings.HasPrefix(r.xff, "127.0.") || r.xff == "127.0.0.1" || r.xff == "127.0.0.2" || r.realIP != r.xff {
+					t.Errorf("%s saw X-Forwarded-For %q, X-Real-IP %q: want the client's own address", name, r.xff, r.realIP)
+				}
+				if prev, ok := backendOf[r.xff]; ok && prev != name {
+					t.Errorf("ip_hash sent %s to %s and %s", r.xff, prev, name)
+				}
+				backendOf[r.xff] = name
+				used[name] = true
 			}
-			if prev, ok := backendOf[r.xff]; ok && prev != name {
-				t.Errorf("ip_hash sent %s to %s and %s", r.xff, prev, name)
-			}
-			backendOf[r.xff] = name
+			b.reset()
 		}
 	}
-	if len(backendOf) != 8 {
-		t.Errorf("backends saw %d client addresses, want 8: %v", len(backendOf), backendOf)
-	}
-	used := map[string]bool{}
-	for _, n := range backendOf {
-		used[n] = true
-	}
-	if len(used) != 2 {
-		t.Errorf("ip_hash put all 8 client addresses on one backend: %v", backendOf)
+	if len(backendOf) != clients {
+		t.Errorf("backends saw %d client addresses, want %d: %v", len(backendOf), clients, backendOf)
 	}
 	waitFor(t, 10*time.Second, "the access log to show a client address", func() bool {
 		log, _ := os.ReadFile(e.LogPath)

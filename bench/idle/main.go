@@ -98,13 +98,13 @@ func open(addr string, cfg *tls.Config, req []byte, sni string) (io.Closer, erro
 	if err := c.Handshake(); err != nil {
 		return fail(err)
 	}
+	var held io.Closer = c
+	var resp *http.Response
 	if cfg.NextProtos[0] == "h2" {
-		return openH2(c, sni, fail)
+		held, resp, err = getH2(c, sni)
+	} else if _, err = c.Write(req); err == nil {
+		resp, err = http.ReadResponse(bufio.NewReader(c), nil)
 	}
-	if _, err := c.Write(req); err != nil {
-		return fail(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
 		return fail(err)
 	}
@@ -117,38 +117,26 @@ func open(addr string, cfg *tls.Config, req []byte, sni string) (io.Closer, erro
 		return fail(fmt.Errorf("status %s", resp.Status))
 	}
 	raw.SetDeadline(time.Time{})
-	return c, nil
+	return held, nil
 }
 
-// openH2 sends one GET as stream 1 of an HTTP/2 connection and reads the
-// answer. The client connection is x/net's (it acknowledges the server's
-// SETTINGS and answers PINGs while held, as a browser's would); it sends
-// nothing else on its own.
-func openH2(c *tls.Conn, sni string, fail func(error) (io.Closer, error)) (io.Closer, error) {
+// getH2 sends one GET as stream 1 of an HTTP/2 connection and returns the
+// client connection to hold and the answer. The client connection is
+// x/net's (it acknowledges the server's SETTINGS and answers PINGs while
+// held, as a browser's would); it sends nothing else on its own.
+func getH2(c *tls.Conn, sni string) (io.Closer, *http.Response, error) {
 	if p := c.ConnectionState().NegotiatedProtocol; p != "h2" {
-		return fail(fmt.Errorf("ALPN: the server chose %q, not h2", p))
+		return nil, nil, fmt.Errorf("ALPN: the server chose %q, not h2", p)
 	}
 	cc, err := (&http2.Transport{}).NewClientConn(c)
 	if err != nil {
-		return fail(err)
+		return nil, nil, err
 	}
 	req, err := http.NewRequest(http.MethodGet, "https://"+sni+"/", nil)
 	if err != nil {
-		return fail(err)
+		return nil, nil, err
 	}
 	req.Header.Set("User-Agent", "idle")
 	resp, err := cc.RoundTrip(req)
-	if err != nil {
-		return fail(err)
-	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return fail(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fail(fmt.Errorf("status %s", resp.Status))
-	}
-	c.NetConn().SetDeadline(time.Time{})
-	return cc, nil
+	return cc, resp, err
 }
